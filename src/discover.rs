@@ -1,0 +1,547 @@
+//! Discovery: root + unit name -> the fragment and every drop-in, found along systemd's unit
+//! search path (`unit_file_build_name_map()`, `unit_file_find_dropin_paths()`).
+
+use crate::root::{basename, join, parent, Entry, Root};
+use crate::syntax::{self, UnitFile};
+use crate::unitname::{self, UnitName};
+use anyhow::{bail, Context, Result};
+
+/// The system manager's unit search path, highest priority first (v252 `systemd-analyze
+/// unit-paths`; `/usr/lib64/systemd/system` as found on CoreOS).
+pub const SEARCH_PATH: &[&str] = &[
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/etc/systemd/system",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/usr/lib64/systemd/system",
+    "/run/systemd/generator.late",
+];
+
+/// Where dropfix writes: the administrator's directory.
+pub const ETC_UNITS: &str = "/etc/systemd/system";
+/// The one directory that outranks [`ETC_UNITS`] and is still the administrator's.
+pub const ETC_CONTROL: &str = "/etc/systemd/system.control";
+
+/// A search-path directory that exists in the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchDir {
+    /// In-root path as systemd names it.
+    pub path: String,
+    /// Position in [`SEARCH_PATH`]: lower wins.
+    pub rank: usize,
+}
+
+/// The search path of `root`: existing directories, duplicates (same inode) dropped, first kept.
+pub fn search_path(root: &Root) -> Result<Vec<SearchDir>> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (rank, p) in SEARCH_PATH.iter().enumerate() {
+        let keep = match root.dir_id(p)? {
+            Some(id) if seen.contains(&id) => false,
+            Some(id) => {
+                seen.push(id);
+                true
+            }
+            // The administrator's directories count even before they exist: dropfix creates them.
+            None => *p == ETC_UNITS || *p == ETC_CONTROL,
+        };
+        if keep {
+            out.push(SearchDir {
+                path: p.to_string(),
+                rank,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The rank [`ETC_UNITS`] has in the search path.
+pub fn etc_rank() -> usize {
+    SEARCH_PATH
+        .iter()
+        .position(|p| *p == ETC_UNITS)
+        .unwrap_or(4)
+}
+
+/// How the fragment was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// A regular file in a search directory.
+    None,
+    /// A symlink to a file outside the search path (`systemctl link`).
+    Linked(String),
+    /// A same-named symlink to a file in another search directory.
+    SameName(String),
+}
+
+/// The unit file systemd loads for a name.
+#[derive(Debug, Clone)]
+pub struct Fragment {
+    /// Path as systemd reports it in `FragmentPath` (v252: the name in the search directory).
+    pub path: String,
+    /// Rank of the search directory it was found in.
+    pub rank: usize,
+    /// How it was reached.
+    pub link: Link,
+    /// Raw bytes.
+    pub data: Vec<u8>,
+    /// Lower-priority files of the same name it hides.
+    pub shadows: Vec<String>,
+}
+
+/// One `*.conf` found in a drop-in directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropIn {
+    /// In-root path.
+    pub path: String,
+    /// Rank of the search directory its `.d` directory sits in.
+    pub rank: usize,
+    /// Visiting order of its directory: the first basename seen wins.
+    pub order: usize,
+    /// A symlink to /dev/null or an empty file: hides same-named lower drop-ins, sets nothing.
+    pub masked: bool,
+    /// Raw bytes (empty when masked).
+    pub data: Vec<u8>,
+}
+
+impl DropIn {
+    /// File name, the key of systemd's ordering and overriding.
+    pub fn basename(&self) -> &str {
+        basename(&self.path)
+    }
+}
+
+/// Everything systemd would read for one unit.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The unit's primary name (an alias given by the user is resolved).
+    pub unit: UnitName,
+    /// Other names whose drop-ins apply (aliases).
+    pub aliases: Vec<String>,
+    /// The fragment.
+    pub fragment: Fragment,
+    /// Every drop-in directory systemd searches, in its order, with the rank of its search dir.
+    pub dropin_dirs: Vec<(String, usize)>,
+    /// Every drop-in file found, in directory order (overridden ones included).
+    pub dropins: Vec<DropIn>,
+}
+
+/// Why a unit cannot be worked on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// No file of that name on the search path.
+    NotFound,
+    /// The fragment is a link to /dev/null or an empty file.
+    Masked(String),
+}
+
+/// Does a file of this name exist along the search path (even masked)?
+pub fn exists(root: &Root, dirs: &[SearchDir], name: &str) -> Result<bool> {
+    for d in dirs {
+        if root.entry(&join(&d.path, name))? != Entry::Missing {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Find the fragment and drop-ins of `name`. `version` gates directories systemd only reads
+/// from a given release on (prefix dirs v239, type dirs v244); unknown means current rules.
+pub fn discover(
+    root: &Root,
+    dirs: &[SearchDir],
+    name: &UnitName,
+    version: Option<u32>,
+) -> Result<std::result::Result<Discovered, Missing>> {
+    let mut primary = name.clone();
+    let mut fragment = None;
+    for _ in 0..8 {
+        match find_fragment(root, dirs, primary.as_str())? {
+            FragmentLookup::Found(f) => {
+                fragment = Some(f);
+                break;
+            }
+            FragmentLookup::Alias(to) => {
+                primary = UnitName::parse(&to)
+                    .map_err(|e| anyhow::anyhow!("{name} is an alias of '{to}', which is {e}"))?;
+            }
+            FragmentLookup::Masked(p) => return Ok(Err(Missing::Masked(p))),
+            FragmentLookup::NotFound => {
+                // An instance falls back to its template's fragment.
+                if let Some(t) = primary.template() {
+                    match find_fragment(root, dirs, &t)? {
+                        FragmentLookup::Found(f) => {
+                            fragment = Some(f);
+                            break;
+                        }
+                        FragmentLookup::Masked(p) => return Ok(Err(Missing::Masked(p))),
+                        _ => {}
+                    }
+                }
+                return Ok(Err(Missing::NotFound));
+            }
+        }
+    }
+    let Some(fragment) = fragment else {
+        bail!("{name}: alias chain too long");
+    };
+    let aliases = find_aliases(root, dirs, &primary)?;
+    let dropin_dirs = dropin_dirs(dirs, &primary, &aliases, version);
+    let mut dropins = Vec::new();
+    for (order, (dir, rank)) in dropin_dirs.iter().enumerate() {
+        for f in root.list_dir(dir)? {
+            if !f.ends_with(".conf") || hidden_or_backup(&f) {
+                continue;
+            }
+            let path = join(dir, &f);
+            let (masked, data) = match root.entry(&path)? {
+                Entry::Missing | Entry::Dir => continue,
+                Entry::Symlink(t) if is_dev_null(&t) => (true, Vec::new()),
+                Entry::Symlink(_) | Entry::File => {
+                    let real = root.resolve(&path)?;
+                    match root.entry(&real)? {
+                        Entry::File => {}
+                        _ => continue, // dangling or a directory: systemd skips it with a warning
+                    }
+                    let data = root.read(&path)?;
+                    (data.is_empty(), data)
+                }
+            };
+            dropins.push(DropIn {
+                path,
+                rank: *rank,
+                order,
+                masked,
+                data,
+            });
+        }
+    }
+    Ok(Ok(Discovered {
+        unit: primary,
+        aliases,
+        fragment,
+        dropin_dirs,
+        dropins,
+    }))
+}
+
+enum FragmentLookup {
+    Found(Fragment),
+    Alias(String),
+    Masked(String),
+    NotFound,
+}
+
+fn is_dev_null(target: &std::path::Path) -> bool {
+    target == std::path::Path::new("/dev/null")
+}
+
+fn find_fragment(root: &Root, dirs: &[SearchDir], name: &str) -> Result<FragmentLookup> {
+    let mut found: Option<Fragment> = None;
+    for d in dirs {
+        let path = join(&d.path, name);
+        let entry = root.entry(&path)?;
+        if entry == Entry::Missing || entry == Entry::Dir {
+            continue;
+        }
+        if let Some(f) = found.as_mut() {
+            f.shadows.push(path);
+            continue;
+        }
+        let link = match &entry {
+            Entry::Symlink(t) if is_dev_null(t) => return Ok(FragmentLookup::Masked(path)),
+            Entry::Symlink(_) => {
+                let real = root.resolve(&path)?;
+                if root.entry(&real)? != Entry::File {
+                    bail!("{path}: symlink points to {real}, which is not a file");
+                }
+                let real_dir = root.resolve(parent(&real))?;
+                let in_search_path = dirs
+                    .iter()
+                    .map(|s| root.resolve(&s.path))
+                    .collect::<Result<Vec<_>>>()?
+                    .contains(&real_dir);
+                let target_name = basename(&real).to_string();
+                if in_search_path && target_name != name {
+                    if unitname::check(&target_name, true).is_err() {
+                        bail!("{path}: alias to '{target_name}', which is not a valid unit name");
+                    }
+                    return Ok(FragmentLookup::Alias(target_name));
+                }
+                if in_search_path {
+                    Link::SameName(real)
+                } else {
+                    Link::Linked(real)
+                }
+            }
+            _ => Link::None,
+        };
+        let data = root.read(&path)?;
+        if data.is_empty() {
+            return Ok(FragmentLookup::Masked(path));
+        }
+        found = Some(Fragment {
+            path,
+            rank: d.rank,
+            link,
+            data,
+            shadows: Vec::new(),
+        });
+    }
+    Ok(found.map_or(FragmentLookup::NotFound, FragmentLookup::Found))
+}
+
+/// Symlinks in the search path that name `primary` as their target: systemd's aliases.
+fn find_aliases(root: &Root, dirs: &[SearchDir], primary: &UnitName) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let suffix = format!(".{}", primary.unit_type());
+    for d in dirs {
+        for n in root.list_dir(&d.path)? {
+            if n == primary.as_str() || !n.ends_with(&suffix) || out.contains(&n) {
+                continue;
+            }
+            if let Entry::Symlink(t) = root.entry(&join(&d.path, &n))? {
+                let tb = t.file_name().and_then(|s| s.to_str()).unwrap_or("");
+                if tb == primary.as_str() && UnitName::parse(&n).is_ok() {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Drop-in directories in systemd's visiting order: for each name (primary first), for each
+/// search dir: `<name>.d`, the template's, the prefix ones; then `<type>.d` in every search dir.
+pub fn dropin_dirs(
+    dirs: &[SearchDir],
+    primary: &UnitName,
+    aliases: &[String],
+    version: Option<u32>,
+) -> Vec<(String, usize)> {
+    let prefixes = version.is_none_or(|v| v >= 239);
+    let type_dirs = version.is_none_or(|v| v >= 244);
+    let mut out: Vec<(String, usize)> = Vec::new();
+    let push = |p: String, rank: usize, out: &mut Vec<(String, usize)>| {
+        if !out.iter().any(|(q, _)| *q == p) {
+            out.push((p, rank));
+        }
+    };
+    let names = std::iter::once(primary.as_str().to_string()).chain(aliases.iter().cloned());
+    for name in names {
+        for d in dirs {
+            // unit_file_find_dirs(): the name, then (recursively) its template, then its prefixes.
+            let template = UnitName::parse(&name).ok().and_then(|n| n.template());
+            let mut names = vec![name.clone()];
+            names.extend(template.iter().cloned());
+            if prefixes {
+                names.extend(template.iter().flat_map(|t| unitname::prefix_names(t)));
+                names.extend(unitname::prefix_names(&name));
+            }
+            for n in names {
+                push(join(&d.path, &format!("{n}.d")), d.rank, &mut out);
+            }
+        }
+    }
+    if type_dirs {
+        for d in dirs {
+            push(
+                join(&d.path, &format!("{}.d", primary.unit_type())),
+                d.rank,
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+/// systemd's `hidden_or_backup_file()`: dot files and package-manager leftovers are never read.
+pub fn hidden_or_backup(name: &str) -> bool {
+    const SUFFIXES: &[&str] = &[
+        "~",
+        ".rpmnew",
+        ".rpmsave",
+        ".rpmorig",
+        ".dpkg-old",
+        ".dpkg-new",
+        ".dpkg-tmp",
+        ".dpkg-dist",
+        ".dpkg-bak",
+        ".dpkg-backup",
+        ".dpkg-remove",
+        ".ucf-new",
+        ".ucf-old",
+        ".ucf-dist",
+        ".swp",
+        ".bak",
+        ".old",
+        ".new",
+    ];
+    name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// The drop-ins systemd applies, in its order: first basename wins across directories (masks
+/// included), then survivors sort by basename bytes regardless of directory.
+pub fn applied(dropins: &[DropIn]) -> Vec<&DropIn> {
+    let mut by_order: Vec<&DropIn> = dropins.iter().collect();
+    by_order.sort_by_key(|d| d.order);
+    let mut winners: Vec<&DropIn> = Vec::new();
+    for d in by_order {
+        if !winners.iter().any(|w| w.basename() == d.basename()) {
+            winners.push(d);
+        }
+    }
+    winners.sort_by(|a, b| a.basename().as_bytes().cmp(b.basename().as_bytes()));
+    winners
+}
+
+/// The drop-in that hides `d`, if any.
+pub fn hidden_by<'a>(dropins: &'a [DropIn], d: &DropIn) -> Option<&'a DropIn> {
+    applied(dropins)
+        .into_iter()
+        .find(|w| w.basename() == d.basename() && w.path != d.path)
+}
+
+/// A parsed source: a file systemd reads for the unit, in application order.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// In-root path.
+    pub path: String,
+    /// Parsed content.
+    pub file: UnitFile,
+}
+
+/// Parse the fragment and applied drop-ins. A file systemd would refuse is an error naming
+/// the file and line: dropfix will not reason about a unit systemd reads only in part.
+pub fn parse_sources(
+    fragment_path: &str,
+    fragment: &[u8],
+    dropins: &[&DropIn],
+) -> Result<Vec<Source>> {
+    let mut out = Vec::new();
+    let parse = |path: &str, data: &[u8]| -> Result<UnitFile> {
+        syntax::parse(data).map_err(|(_, e)| anyhow::anyhow!("{path}:{}: {}", e.line, e.message))
+    };
+    out.push(Source {
+        path: fragment_path.to_string(),
+        file: parse(fragment_path, fragment)?,
+    });
+    for d in dropins {
+        out.push(Source {
+            path: d.path.clone(),
+            file: if d.masked {
+                UnitFile::default()
+            } else {
+                parse(&d.path, &d.data)?
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Read a file as text for a person, refusing bytes that are not UTF-8.
+pub fn text(path: &str, data: &[u8]) -> Result<String> {
+    String::from_utf8(data.to_vec()).with_context(|| format!("{path}: not valid UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(path: &str, order: usize) -> DropIn {
+        DropIn {
+            path: path.into(),
+            rank: 0,
+            order,
+            masked: false,
+            data: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn same_basename_in_higher_priority_dir_hides_lower() {
+        let all = [
+            d("/etc/systemd/system/docker.service.d/10-a.conf", 0),
+            d("/usr/lib/systemd/system/docker.service.d/10-a.conf", 1),
+        ];
+        let a = applied(&all);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].path, "/etc/systemd/system/docker.service.d/10-a.conf");
+        assert_eq!(hidden_by(&all, &all[1]).unwrap().path, all[0].path);
+    }
+
+    #[test]
+    fn survivors_apply_in_lexical_order_regardless_of_directory() {
+        let all = [
+            d("/etc/systemd/system/docker.service.d/50-bar.conf", 0),
+            d("/usr/lib/systemd/system/docker.service.d/99-foo.conf", 1),
+            d("/usr/lib/systemd/system/docker.service.d/10-early.conf", 1),
+            d("/usr/lib/systemd/system/service.d/Z.conf", 2),
+        ];
+        let names: Vec<_> = applied(&all)
+            .iter()
+            .map(|d| d.basename().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["10-early.conf", "50-bar.conf", "99-foo.conf", "Z.conf"]
+        );
+    }
+
+    #[test]
+    fn hidden_and_backup_files_are_skipped() {
+        assert!(hidden_or_backup(".#override.conf3f2a"));
+        assert!(hidden_or_backup("x.conf~"));
+        assert!(hidden_or_backup("x.conf.dpkg-old"));
+        assert!(!hidden_or_backup("override.conf"));
+    }
+
+    #[test]
+    fn dropin_dirs_follow_systemd_order_names_then_type() {
+        let dirs = vec![
+            SearchDir {
+                path: "/etc/systemd/system".into(),
+                rank: 4,
+            },
+            SearchDir {
+                path: "/usr/lib/systemd/system".into(),
+                rank: 11,
+            },
+        ];
+        let n = UnitName::parse("foo-bar@x.service").unwrap();
+        let got: Vec<_> = dropin_dirs(&dirs, &n, &["alias.service".into()], Some(252))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "/etc/systemd/system/foo-bar@x.service.d",
+                "/etc/systemd/system/foo-bar@.service.d",
+                "/etc/systemd/system/foo-.service.d",
+                "/usr/lib/systemd/system/foo-bar@x.service.d",
+                "/usr/lib/systemd/system/foo-bar@.service.d",
+                "/usr/lib/systemd/system/foo-.service.d",
+                "/etc/systemd/system/alias.service.d",
+                "/usr/lib/systemd/system/alias.service.d",
+                "/etc/systemd/system/service.d",
+                "/usr/lib/systemd/system/service.d",
+            ]
+        );
+        let old: Vec<_> = dropin_dirs(&dirs, &n, &[], Some(231))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert!(!old
+            .iter()
+            .any(|p| p.ends_with("foo-.service.d") || p.ends_with("/service.d")));
+    }
+}

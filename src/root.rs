@@ -1,0 +1,238 @@
+//! The root every path is relative to (`--root`, default `/`), and symlink resolution inside it.
+//!
+//! Paths are written as absolute paths inside the root (`/etc/systemd/system/docker.service`).
+//! Symlinks are followed the way `chase(CHASE_PREFIX_ROOT)` does under `--root`: absolute targets
+//! are taken relative to the root. A symlink whose `..` climbs above an image root is refused.
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// systemd's `CHASE_MAX` on symlink hops.
+const MAX_LINKS: usize = 32;
+
+/// The tree dropfix reads and writes.
+#[derive(Debug, Clone)]
+pub struct Root {
+    host: PathBuf,
+}
+
+/// What a path inside the root turned out to be, without following its last component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Nothing there.
+    Missing,
+    /// A regular file (or anything that is not a directory or symlink).
+    File,
+    /// A directory.
+    Dir,
+    /// A symlink with its raw target.
+    Symlink(PathBuf),
+}
+
+impl Root {
+    /// Open a root directory. `/` is the running host.
+    pub fn new(path: &Path) -> Result<Self> {
+        let host = fs::canonicalize(path)
+            .with_context(|| format!("--root {}: cannot open", path.display()))?;
+        if !host.is_dir() {
+            bail!("--root {}: not a directory", path.display());
+        }
+        Ok(Root { host })
+    }
+
+    /// Whether this is the running system's own root.
+    pub fn is_host(&self) -> bool {
+        self.host == Path::new("/")
+    }
+
+    /// The root's path on the host.
+    pub fn host_root(&self) -> &Path {
+        &self.host
+    }
+
+    /// Host path of an in-root path, without resolving anything.
+    pub fn host_path(&self, inner: &str) -> PathBuf {
+        let rel = inner.trim_start_matches('/');
+        if rel.is_empty() {
+            self.host.clone()
+        } else {
+            self.host.join(rel)
+        }
+    }
+
+    /// What sits at `inner`, not following a final symlink.
+    pub fn entry(&self, inner: &str) -> Result<Entry> {
+        let host = self.host_path(inner);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let t = fs::read_link(&host).with_context(|| format!("reading link {inner}"))?;
+                Ok(Entry::Symlink(t))
+            }
+            Ok(m) if m.is_dir() => Ok(Entry::Dir),
+            Ok(_) => Ok(Entry::File),
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
+                Ok(Entry::Missing)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot inspect {inner}")),
+        }
+    }
+
+    /// Resolve every symlink in `inner` inside the root and return the in-root path it names.
+    /// Components that do not exist are kept as they are.
+    pub fn resolve(&self, inner: &str) -> Result<String> {
+        let mut done: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = components(inner).into_iter().rev().collect();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    if done.pop().is_none() && !self.is_host() {
+                        bail!(
+                            "{inner}: a symlink climbs above the root {}",
+                            self.host.display()
+                        );
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(c);
+            let here = format!("/{}", done.join("/"));
+            if let Entry::Symlink(target) = self.entry(&here)? {
+                hops += 1;
+                if hops > MAX_LINKS {
+                    bail!("{inner}: too many levels of symbolic links");
+                }
+                done.pop();
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                for part in components(&t).into_iter().rev() {
+                    todo.push(part);
+                }
+            }
+        }
+        Ok(format!("/{}", done.join("/")))
+    }
+
+    /// Read a file inside the root, following symlinks inside it.
+    pub fn read(&self, inner: &str) -> Result<Vec<u8>> {
+        let real = self.resolve(inner)?;
+        fs::read(self.host_path(&real)).with_context(|| format!("cannot read {inner}"))
+    }
+
+    /// Names in a directory inside the root (following symlinks to it); empty when missing.
+    pub fn list_dir(&self, inner: &str) -> Result<Vec<String>> {
+        let real = self.resolve(inner)?;
+        let rd = match fs::read_dir(self.host_path(&real)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot list {inner}")),
+        };
+        let mut names = Vec::new();
+        for ent in rd {
+            let ent = ent.with_context(|| format!("cannot list {inner}"))?;
+            match ent.file_name().into_string() {
+                Ok(n) => names.push(n),
+                Err(_) => continue, // not a possible unit or drop-in name
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Identity of a directory after resolution, for de-duplicating search paths
+    /// (`/lib` is often a link to `/usr/lib`).
+    pub fn dir_id(&self, inner: &str) -> Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let real = self.resolve(inner)?;
+        match fs::metadata(self.host_path(&real)) {
+            Ok(m) if m.is_dir() => Ok(Some((m.dev(), m.ino()))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot inspect {inner}")),
+        }
+    }
+}
+
+fn components(p: &str) -> Vec<String> {
+    p.split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Join an in-root directory and a name.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Parent directory of an in-root path.
+pub fn parent(p: &str) -> &str {
+    match p.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &p[..i],
+    }
+}
+
+/// Last component of an in-root path.
+pub fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn absolute_symlink_is_taken_relative_to_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("usr/lib/systemd/system")).unwrap();
+        symlink("/usr/lib", t.path().join("lib")).unwrap();
+        let r = Root::new(t.path()).unwrap();
+        assert_eq!(
+            r.resolve("/lib/systemd/system").unwrap(),
+            "/usr/lib/systemd/system"
+        );
+    }
+
+    #[test]
+    fn relative_symlink_climbing_above_the_root_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("etc")).unwrap();
+        symlink("../../../../../tmp", t.path().join("etc/systemd")).unwrap();
+        let r = Root::new(t.path()).unwrap();
+        let e = r.resolve("/etc/systemd/system").unwrap_err().to_string();
+        assert!(e.contains("climbs above the root"), "{e}");
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error_not_a_hang() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("b", t.path().join("a")).unwrap();
+        symlink("a", t.path().join("b")).unwrap();
+        let r = Root::new(t.path()).unwrap();
+        assert!(r.resolve("/a/x").is_err());
+    }
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(parent("/etc/systemd/system/x.conf"), "/etc/systemd/system");
+        assert_eq!(parent("/etc"), "/");
+        assert_eq!(basename("/etc/x.conf"), "x.conf");
+        assert_eq!(join("/etc", "x"), "/etc/x");
+    }
+}
