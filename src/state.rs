@@ -1,0 +1,282 @@
+//! dropfix's own state: what it replaced (kept byte for byte) and what it wrote, so `revert`
+//! restores the tree exactly and never removes a file dropfix did not generate.
+//!
+//! Order of writes: backups, then the manifest, then the overrides. A crash at any point leaves
+//! either nothing done or a manifest that describes everything that may have been done.
+
+use crate::apply::{Current, Writer};
+use crate::plan::{Action, FileChange};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// dropfix's state directory inside the root.
+pub const STATE_DIR: &str = "/var/lib/dropfix";
+const MANIFEST: &str = "/var/lib/dropfix/state.json";
+const BACKUP_DIR: &str = "/var/lib/dropfix/backup";
+
+/// What was at a path before dropfix first touched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Original {
+    /// Nothing: dropfix created the file.
+    Absent,
+    /// A regular file, kept under the backup directory.
+    File {
+        /// Permission bits.
+        mode: u32,
+        /// Backup file name under the backup directory.
+        backup: String,
+    },
+    /// A symlink.
+    Symlink {
+        /// Its target.
+        target: String,
+    },
+}
+
+/// One path dropfix changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// In-root path.
+    pub path: String,
+    /// The unit it was changed for.
+    pub unit: String,
+    /// What was there first.
+    pub original: Original,
+    /// What dropfix last left there (None: dropfix removed it).
+    pub written: Option<String>,
+}
+
+/// Everything dropfix changed in a root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Changed paths, in the order they were first changed.
+    pub records: Vec<Record>,
+    /// Directories dropfix created (overrides' and its own), outermost first.
+    pub created_dirs: Vec<String>,
+}
+
+impl Manifest {
+    /// Load the manifest, or an empty one when dropfix never wrote here.
+    pub fn load(w: &Writer) -> Result<Option<Manifest>> {
+        match w.current(MANIFEST)? {
+            Current::Absent => Ok(None),
+            Current::File { data, .. } => {
+                let m: Manifest = serde_json::from_slice(&data)
+                    .with_context(|| format!("{MANIFEST}: not a dropfix state file"))?;
+                Ok(Some(m))
+            }
+            _ => bail!("{MANIFEST}: not a regular file"),
+        }
+    }
+
+    fn save(&self, w: &Writer) -> Result<()> {
+        let mut data = serde_json::to_vec_pretty(self).context("encoding state")?;
+        data.push(b'\n');
+        w.write(MANIFEST, &data, 0o600)?;
+        Ok(())
+    }
+
+    fn note_dirs(&mut self, dirs: Vec<String>) {
+        for d in dirs {
+            if !self.created_dirs.contains(&d) {
+                self.created_dirs.push(d);
+            }
+        }
+    }
+}
+
+fn backup_name(path: &str) -> String {
+    path.trim_start_matches('/')
+        .replace('%', "%25")
+        .replace('/', "%2F")
+}
+
+/// Apply planned changes for `unit`, recording originals first. Returns the paths written.
+pub fn apply_changes(w: &Writer, unit: &str, changes: &[FileChange]) -> Result<Vec<String>> {
+    let mut m = Manifest::load(w)?.unwrap_or(Manifest {
+        version: 1,
+        ..Manifest::default()
+    });
+    // Directories that will be created: known before anything is written.
+    let mut dirs = w.missing_dirs(MANIFEST)?;
+    dirs.extend(w.missing_dirs(&format!("{BACKUP_DIR}/x"))?);
+    for c in changes {
+        dirs.extend(w.missing_dirs(&c.path)?);
+    }
+    m.note_dirs(dirs);
+    for c in changes {
+        let written = match c.action {
+            Action::Remove => None,
+            _ => Some(String::from_utf8_lossy(&c.new).into_owned()),
+        };
+        if let Some(r) = m.records.iter_mut().find(|r| r.path == c.path) {
+            r.written = written;
+            continue;
+        }
+        let original = match w.current(&c.path)? {
+            Current::Absent => Original::Absent,
+            Current::File { mode, data } => {
+                let backup = backup_name(&c.path);
+                w.write(&format!("{BACKUP_DIR}/{backup}"), &data, 0o600)?;
+                Original::File { mode, backup }
+            }
+            Current::Symlink(target) => Original::Symlink { target },
+            Current::Other => bail!(
+                "{}: not a regular file or symlink; dropfix will not replace it",
+                c.path
+            ),
+        };
+        m.records.push(Record {
+            path: c.path.clone(),
+            unit: unit.to_string(),
+            original,
+            written,
+        });
+    }
+    m.save(w)?;
+    let mut done = Vec::new();
+    for c in changes {
+        match c.action {
+            Action::Remove => w.remove(&c.path)?,
+            Action::Create | Action::Replace => {
+                w.write(&c.path, &c.new, 0o644)?;
+            }
+        }
+        done.push(c.path.clone());
+    }
+    Ok(done)
+}
+
+/// What revert did for one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reverted {
+    /// In-root path.
+    pub path: String,
+    /// Unit it belonged to.
+    pub unit: String,
+    /// "remove", "restore" or "skip".
+    pub action: String,
+    /// Why, when skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Content before and after, for the diff.
+    #[serde(skip)]
+    pub before: Vec<u8>,
+    /// Content it gets back.
+    #[serde(skip)]
+    pub after: Vec<u8>,
+}
+
+/// Work out (and unless `dry_run`, do) the revert of `units` (all when empty).
+pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverted>> {
+    let Some(mut m) = Manifest::load(w)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut keep = Vec::new();
+    for r in m.records.iter().rev() {
+        if !units.is_empty() && !units.contains(&r.unit) {
+            keep.push(r.clone());
+            continue;
+        }
+        let cur = w.current(&r.path)?;
+        let ours = match (&r.written, &cur) {
+            (Some(text), Current::File { data, .. }) => data == text.as_bytes(),
+            (None, Current::Absent) => true,
+            _ => false,
+        };
+        let before = match &cur {
+            Current::File { data, .. } => data.clone(),
+            _ => Vec::new(),
+        };
+        if !ours {
+            out.push(Reverted {
+                path: r.path.clone(),
+                unit: r.unit.clone(),
+                action: "skip".into(),
+                reason: Some("changed since dropfix wrote it; left alone".into()),
+                before: before.clone(),
+                after: before,
+            });
+            continue;
+        }
+        let (action, after) = match &r.original {
+            Original::Absent => ("remove", Vec::new()),
+            Original::File { backup, .. } => {
+                let data = match w.current(&format!("{BACKUP_DIR}/{backup}"))? {
+                    Current::File { data, .. } => data,
+                    _ => bail!(
+                        "{}: backup {BACKUP_DIR}/{backup} is missing; nothing restored",
+                        r.path
+                    ),
+                };
+                ("restore", data)
+            }
+            Original::Symlink { .. } => ("restore", Vec::new()),
+        };
+        if !dry_run {
+            match &r.original {
+                Original::Absent => w.remove(&r.path)?,
+                Original::File { mode, .. } => {
+                    w.write(&r.path, &after, *mode)?;
+                }
+                Original::Symlink { target } => w.symlink(&r.path, target)?,
+            }
+        }
+        out.push(Reverted {
+            path: r.path.clone(),
+            unit: r.unit.clone(),
+            action: action.into(),
+            reason: None,
+            before,
+            after,
+        });
+    }
+    if dry_run {
+        return Ok(out);
+    }
+    keep.reverse();
+    let skipped: Vec<String> = out
+        .iter()
+        .filter(|r| r.action == "skip")
+        .map(|r| r.path.clone())
+        .collect();
+    // Keep records of skipped files: their backups are still the way back.
+    let remaining: Vec<Record> = m
+        .records
+        .iter()
+        .filter(|r| keep.contains(r) || skipped.contains(&r.path))
+        .cloned()
+        .collect();
+    for r in &m.records {
+        if !remaining.contains(r) {
+            if let Original::File { backup, .. } = &r.original {
+                w.remove(&format!("{BACKUP_DIR}/{backup}"))?;
+            }
+        }
+    }
+    if remaining.is_empty() {
+        w.remove(MANIFEST)?;
+        for d in m.created_dirs.iter().rev() {
+            w.rmdir_if_empty(d)?;
+        }
+    } else {
+        m.records = remaining;
+        m.save(w)?;
+        // Directories emptied by this revert go; the rest stay recorded.
+        let mut still = Vec::new();
+        for d in m.created_dirs.iter().rev() {
+            if !d.starts_with(STATE_DIR) && w.rmdir_if_empty(d)? {
+                continue;
+            }
+            still.push(d.clone());
+        }
+        still.reverse();
+        m.created_dirs = still;
+        m.save(w)?;
+    }
+    Ok(out)
+}
