@@ -1,0 +1,154 @@
+//! Command-line definitions (clap). The core never sees these types: `app` converts them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Make docker's network namespaces reachable from the host again.";
+
+const LONG_ABOUT: &str = "\
+Make docker's network namespaces reachable from the host again.
+
+Old docker.service units (Docker before 1.12, CoreOS Container Linux) set MountFlags=slave. \
+That gives dockerd a mount namespace of its own, so the namespace mounts it makes under \
+/var/run/docker/netns never reach the host and `nsenter --net=...` or `ip netns exec` fail \
+with \"Invalid argument\".
+
+dropfix reads the unit exactly as systemd does (fragment plus every drop-in, in systemd's \
+order), writes the override that works on this systemd version into /etc/systemd/system \
+(never /usr), shows it as a diff first, and can undo it exactly. On a live host it then \
+reloads systemd and restarts docker over D-Bus, checks the fix took, and rolls back if not.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  dropfix fix --dry-run                      preview the fix for this host
+  dropfix fix --root /mnt/image --check      exit 3 if an image still needs the fix
+  dropfix fix --yes                          fix, reload and restart docker without asking
+  dropfix revert                             undo everything dropfix did
+
+Exit status: 0 done or nothing to do, 1 error, 2 usage, 3 --check found a pending change.";
+
+/// dropfix command line.
+#[derive(Debug, Parser)]
+#[command(name = "dropfix", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Work offline on an image or mounted root instead of the running host: files only, no
+    /// D-Bus, no reload or restart.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Output for people (text) or one JSON object on stdout for machines.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Colour: auto uses it on a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    pub color: Color,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Remove MountFlags from docker.service (and early-docker.service where it exists).
+    ///
+    /// Shows the change as a unified diff, then writes it atomically. With no UNIT, acts on
+    /// docker.service, plus early-docker.service where that unit exists.
+    Fix(FixArgs),
+    /// Undo what dropfix did: restore every file it replaced, remove every file it created.
+    ///
+    /// A file changed by someone else since dropfix wrote it is left alone, and said so.
+    Revert(RevertArgs),
+}
+
+/// Options shared by commands that may reload and restart.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Restart without asking (restarting docker stops its containers unless live-restore is
+    /// on). Needed when there is no terminal to ask on.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Write and reload only; the restart stays pending (the unit picks the change up on its
+    /// next start).
+    #[arg(long)]
+    pub no_restart: bool,
+    /// Seconds to wait for the restart job before treating it as failed.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+/// `dropfix fix`.
+#[derive(Debug, Args)]
+pub struct FixArgs {
+    /// Units to fix (a bare name means .service). Default: docker.service and, where it exists,
+    /// early-docker.service.
+    #[arg(value_name = "UNIT")]
+    pub units: Vec<String>,
+    /// Show what would change, as a unified diff; write nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Like --dry-run, for scripts: exit 3 when a change is pending, 0 when not.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+    /// Plan for this systemd version instead of asking systemd or reading the root's files.
+    #[arg(long, value_name = "N")]
+    pub systemd_version: Option<u32>,
+    /// Force the override's form. drop-in: an empty MountFlags= in a late drop-in (systemd
+    /// < 229 or >= 233). full-copy: a copy of the unit in /etc/systemd/system without it
+    /// (any version).
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// Reload/restart behaviour on a live host.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// `dropfix revert`.
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// Units to revert. Default: everything dropfix changed.
+    #[arg(value_name = "UNIT")]
+    pub units: Vec<String>,
+    /// Show what would be restored; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Reload/restart behaviour on a live host.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    Text,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// Colour choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// On a terminal, unless NO_COLOR is set or TERM=dumb.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `--strategy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Empty MountFlags= in a late-sorting drop-in.
+    DropIn,
+    /// Copy of the unit without MountFlags.
+    FullCopy,
+}

@@ -1,0 +1,22 @@
+//! dropfix: remove `MountFlags=` from docker.service the way systemd reads it, preview the
+//! override as a diff, write it atomically, reload and restart over D-Bus, verify, revert.
+//!
+//! The pipeline, one module a stage:
+//! [`discover`] (root + unit name -> fragment and drop-ins) -> [`effective`] (systemd's merge
+//! rules) -> [`plan`] (files to write for this systemd version) -> [`render`] (diffs, text,
+//! JSON) -> [`apply`] (atomic writes) with [`state`] (what to restore on revert).
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod apply;
+pub mod cli;
+pub mod discover;
+pub mod effective;
+pub mod lock;
+pub mod plan;
+pub mod render;
+pub mod root;
+pub mod state;
+pub mod syntax;
+pub mod unitname;
+pub mod version;

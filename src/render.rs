@@ -1,0 +1,277 @@
+//! Render: reports -> unified diffs, short aligned text for people, stable JSON for machines.
+
+use serde::Serialize;
+use similar::TextDiff;
+
+/// Whether to colour text output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colour on.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    /// Bold.
+    pub fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    /// Yellow, for warnings.
+    pub fn warn(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    /// Green, for good news.
+    pub fn good(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    /// Red, for failures.
+    pub fn bad(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    /// Dim, for secondary detail.
+    pub fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+}
+
+/// Unified diff of one file with `a/` and `b/` headers (paths relative to the root).
+pub fn diff(path: &str, old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let rel = path.trim_start_matches('/');
+    TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .missing_newline_hint(true)
+        .header(&format!("a/{rel}"), &format!("b/{rel}"))
+        .to_string()
+}
+
+/// Colour a unified diff line by line.
+pub fn paint_diff(d: &str, style: Style) -> String {
+    if !style.color {
+        return d.to_string();
+    }
+    let mut out = String::new();
+    for line in d.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let painted = if body.starts_with("+++") || body.starts_with("---") {
+            style.bold(body)
+        } else if body.starts_with('+') {
+            style.good(body)
+        } else if body.starts_with('-') {
+            style.bad(body)
+        } else if body.starts_with("@@") {
+            style.paint("36", body)
+        } else {
+            body.to_string()
+        };
+        out.push_str(&painted);
+        out.push_str(nl);
+    }
+    out
+}
+
+/// One file in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// In-root path.
+    pub path: String,
+    /// create, replace or remove (skip for revert of a file changed by someone else).
+    pub action: String,
+    /// Unified diff.
+    pub diff: String,
+}
+
+/// One unit in a fix report.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    /// Unit name.
+    pub unit: String,
+    /// drop-in, full-copy or none.
+    pub strategy: String,
+    /// systemd major version planned for.
+    pub systemd_version: Option<u32>,
+    /// Where the version came from.
+    pub systemd_version_source: Option<String>,
+    /// MountFlags in force now: slave, shared, private or "" (unset).
+    pub mount_flags_before: String,
+    /// MountFlags once the change is in force.
+    pub mount_flags_after: String,
+    /// The file and line that set MountFlags now.
+    pub mount_flags_source: Option<String>,
+    /// Things a person must know.
+    pub warnings: Vec<String>,
+    /// Why the plan is what it is.
+    pub notes: Vec<String>,
+    /// File changes.
+    pub files: Vec<FileReport>,
+}
+
+/// The whole result of `fix`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixReport {
+    /// "fix".
+    pub command: String,
+    /// The root worked on.
+    pub root: String,
+    /// Nothing written (--dry-run or --check).
+    pub dry_run: bool,
+    /// Files changed, or would change with --dry-run/--check.
+    pub changed: bool,
+    /// Per unit.
+    pub units: Vec<UnitReport>,
+    /// What a live run does after writing (or did).
+    pub actions: Vec<String>,
+    /// What is still to do by hand.
+    pub pending: Vec<String>,
+}
+
+/// The whole result of `revert`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevertReport {
+    /// "revert".
+    pub command: String,
+    /// The root worked on.
+    pub root: String,
+    /// Nothing changed (--dry-run).
+    pub dry_run: bool,
+    /// Files changed, or would change.
+    pub changed: bool,
+    /// Per file.
+    pub files: Vec<FileReport>,
+    /// Files left alone and why.
+    pub skipped: Vec<String>,
+    /// What is still to do by hand.
+    pub pending: Vec<String>,
+}
+
+fn unit_summary(u: &UnitReport, style: Style) -> String {
+    let before = if u.mount_flags_before.is_empty() {
+        "(unset)"
+    } else {
+        &u.mount_flags_before
+    };
+    let after = if u.mount_flags_after.is_empty() {
+        "(unset)"
+    } else {
+        &u.mount_flags_after
+    };
+    let arrow = if before == after {
+        format!("MountFlags: {before} (no change)")
+    } else {
+        format!("MountFlags: {before} -> {after}")
+    };
+    format!("{}: {arrow}\n", style.bold(&u.unit))
+}
+
+/// Text for `fix`.
+pub fn fix_text(r: &FixReport, style: Style) -> String {
+    let mut out = String::new();
+    for u in &r.units {
+        if !u.mount_flags_before.is_empty() {
+            let src = u
+                .mount_flags_source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{}: MountFlags={}{src} gives the service a mount namespace of its own:\n  mounts it makes under /var/run/docker/netns never reach the host, so `nsenter --net=` and `ip netns exec` fail with \"Invalid argument\".\n",
+                style.bold(&u.unit),
+                u.mount_flags_before
+            ));
+        }
+        for n in &u.notes {
+            out.push_str(&format!("  {} {n}\n", style.dim("note:")));
+        }
+        for w in &u.warnings {
+            out.push_str(&format!("  {} {w}\n", style.warn("warning:")));
+        }
+    }
+    let files: Vec<&FileReport> = r.units.iter().flat_map(|u| u.files.iter()).collect();
+    if !files.is_empty() {
+        out.push('\n');
+    }
+    for f in &files {
+        out.push_str(&paint_diff(&f.diff, style));
+    }
+    if !files.is_empty() {
+        out.push('\n');
+    }
+    for u in &r.units {
+        out.push_str(&unit_summary(u, style));
+    }
+    if !r.changed {
+        out.push_str(&format!("{}\n", style.good("nothing to do")));
+    } else if r.dry_run {
+        out.push_str(&format!(
+            "dry run: nothing written; a live run would then: {}\n",
+            r.actions.join(", ")
+        ));
+    } else {
+        out.push_str(&format!("wrote {} file(s)\n", files.len()));
+        if !r.actions.is_empty() {
+            out.push_str(&format!("done: {}\n", r.actions.join(", ")));
+        }
+    }
+    for p in &r.pending {
+        out.push_str(&format!("{} {p}\n", style.warn("still to do:")));
+    }
+    out
+}
+
+/// Text for `revert`.
+pub fn revert_text(r: &RevertReport, style: Style) -> String {
+    let mut out = String::new();
+    for f in &r.files {
+        out.push_str(&paint_diff(&f.diff, style));
+    }
+    for s in &r.skipped {
+        out.push_str(&format!("{} {s}\n", style.warn("left alone:")));
+    }
+    if !r.changed {
+        out.push_str(&format!("{}\n", style.good("nothing to revert")));
+    } else if r.dry_run {
+        out.push_str(&format!(
+            "dry run: nothing changed; {} file(s) would be restored or removed\n",
+            r.files.len()
+        ));
+    } else {
+        out.push_str(&format!("reverted {} file(s)\n", r.files.len()));
+    }
+    for p in &r.pending {
+        out.push_str(&format!("{} {p}\n", style.warn("still to do:")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_has_a_and_b_headers_relative_to_root() {
+        let d = diff("/etc/x.conf", b"", b"[Service]\nMountFlags=\n");
+        assert!(
+            d.starts_with("--- a/etc/x.conf\n+++ b/etc/x.conf\n@@ -0,0 +1,2 @@\n"),
+            "{d}"
+        );
+        assert!(d.contains("+MountFlags=\n"));
+    }
+
+    #[test]
+    fn no_colour_means_no_escape_codes() {
+        let d = diff("/x", b"a\n", b"b\n");
+        assert_eq!(paint_diff(&d, Style { color: false }), d);
+        assert!(paint_diff(&d, Style { color: true }).contains("\x1b[31m-a"));
+    }
+}
