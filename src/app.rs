@@ -1,17 +1,23 @@
-//! The pipeline, one line a stage: discover -> effective -> plan -> render -> apply. The only
-//! place that sequences side effects.
+//! The pipeline, one line a stage: discover -> effective -> plan -> render -> apply ->
+//! manager (reload, restart) -> verify. The only place that sequences side effects.
 
 use crate::apply::Writer;
-use crate::cli::{Cli, Color, Command, FixArgs, Format, RevertArgs, StrategyArg};
+use crate::cli::{Cli, Color, Command, FixArgs, Format, LiveArgs, RevertArgs, StrategyArg};
 use crate::discover::{self, Missing, SearchDir};
-use crate::plan::{self, Strategy, UnitPlan};
-use crate::render::{self, FileReport, FixReport, RevertReport, Style, UnitReport};
+use crate::effective::MountFlags;
+use crate::lock::Lock;
+use crate::manager::{JobOutcome, ServiceManager, Systemd, UnitState};
+use crate::plan::{self, FileChange, Strategy, UnitPlan};
+use crate::render::{self, FileReport, FixReport, RevertReport, Style, UnitReport, VerifyReport};
 use crate::root::Root;
-use crate::state;
+use crate::state::{self, Applied};
 use crate::unitname::UnitName;
+use crate::verify::{self, Check};
 use crate::version::{self, Version};
-use anyhow::{bail, Context, Result};
-use std::io::{IsTerminal, Write};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
 
 /// Exit status: a change is pending (`--check`).
 pub const EXIT_PENDING: i32 = 3;
@@ -26,10 +32,37 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     let root_path = cli.global.root.clone().unwrap_or_else(|| "/".into());
     let root = Root::new(&root_path)?;
-    let offline = cli.global.root.is_some();
+    let ctx = Ctx {
+        root,
+        offline: cli.global.root.is_some(),
+        format: cli.global.format,
+        style,
+    };
     match cli.command {
-        Command::Fix(args) => fix(&root, offline, &args, cli.global.format, style),
-        Command::Revert(args) => revert(&root, offline, &args, cli.global.format, style),
+        Command::Fix(args) => fix(&ctx, &args),
+        Command::Revert(args) => revert(&ctx, &args),
+    }
+}
+
+struct Ctx {
+    root: Root,
+    offline: bool,
+    format: Format,
+    style: Style,
+}
+
+impl Ctx {
+    fn out_fix(&self, r: &FixReport) -> Result<()> {
+        match self.format {
+            Format::Json => print_json(r),
+            Format::Text => print(&render::fix_text(r, self.style)),
+        }
+    }
+    fn out_revert(&self, r: &RevertReport) -> Result<()> {
+        match self.format {
+            Format::Json => print_json(r),
+            Format::Text => print(&render::revert_text(r, self.style)),
+        }
     }
 }
 
@@ -64,8 +97,42 @@ fn parse_units(given: &[String]) -> Result<Vec<UnitName>> {
         .collect()
 }
 
-/// The systemd version to plan for: the flag, else the root's installed files.
-fn version_for(root: &Root, flag: Option<u32>) -> Result<Option<Version>> {
+fn root_label(root: &Root) -> String {
+    if root.is_host() {
+        "/".into()
+    } else {
+        root.host_root().display().to_string()
+    }
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("{what} needs root (files in /etc/systemd/system, systemd's reload and restart): run it with sudo, or preview with --dry-run");
+    }
+    Ok(())
+}
+
+/// Connect to systemd on a live host. A preview can go on from the files alone.
+fn connect(ctx: &Ctx, preview: bool, notes: &mut Vec<String>) -> Result<Option<Systemd>> {
+    if ctx.offline {
+        return Ok(None);
+    }
+    match Systemd::connect() {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if preview => {
+            notes.push(format!("{e:#}; planned from the files alone"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The systemd version to plan for: the flag, else systemd itself, else the root's files.
+fn version_for(
+    root: &Root,
+    flag: Option<u32>,
+    mgr: Option<&mut Systemd>,
+) -> Result<Option<Version>> {
     if let Some(major) = flag {
         if major == 0 {
             bail!("--systemd-version 0: not a systemd version");
@@ -74,6 +141,15 @@ fn version_for(root: &Root, flag: Option<u32>) -> Result<Option<Version>> {
             major,
             source: "--systemd-version".into(),
         }));
+    }
+    if let Some(m) = mgr {
+        let v = m.version().context("asking systemd for its version")?;
+        if let Some(major) = version::parse_major(&v) {
+            return Ok(Some(Version {
+                major,
+                source: format!("systemd over D-Bus, {v}"),
+            }));
+        }
     }
     version::detect(root)
 }
@@ -110,14 +186,6 @@ fn plan_all(
     Ok(plans)
 }
 
-fn root_label(root: &Root) -> String {
-    if root.is_host() {
-        "/".into()
-    } else {
-        root.host_root().display().to_string()
-    }
-}
-
 fn unit_report(p: &UnitPlan) -> UnitReport {
     UnitReport {
         unit: p.unit.clone(),
@@ -144,20 +212,100 @@ fn unit_report(p: &UnitPlan) -> UnitReport {
                 diff: render::diff(&c.path, &c.old, &c.new),
             })
             .collect(),
+        active_state: None,
+        restarted: false,
+        job_result: None,
+        verify: None,
     }
 }
 
-fn live_actions(plans: &[UnitPlan]) -> Vec<String> {
-    let mut a = vec!["daemon-reload".to_string()];
-    for p in plans.iter().filter(|p| !p.changes.is_empty()) {
-        a.push(format!("restart {} if it is running", p.unit));
-    }
-    a
+/// Same file? Paths systemd reports may go through /lib -> /usr/lib and other links.
+fn same_file(root: &Root, a: &str, b: &str) -> bool {
+    a == b || matches!((root.resolve(a), root.resolve(b)), (Ok(x), Ok(y)) if x == y)
 }
 
-fn fix(root: &Root, offline: bool, args: &FixArgs, format: Format, style: Style) -> Result<i32> {
+/// What systemd reports against what dropfix read; disagreements become warnings.
+fn compare_with_systemd(
+    root: &Root,
+    p: &mut UnitPlan,
+    st: &UnitState,
+    fragment: &str,
+    dropins: &[String],
+) {
+    if !st.fragment_path.is_empty() && !same_file(root, &st.fragment_path, fragment) {
+        p.warnings.push(format!(
+            "systemd loaded {} from {}, but the files say {fragment}: a daemon-reload is pending or a generator made the unit",
+            p.unit, st.fragment_path
+        ));
+    }
+    let mine: Vec<&String> = dropins.iter().collect();
+    let theirs: Vec<&String> = st.drop_in_paths.iter().collect();
+    let differs = mine.len() != theirs.len()
+        || mine
+            .iter()
+            .zip(&theirs)
+            .any(|(a, b)| !same_file(root, a, b));
+    if differs {
+        p.warnings.push(format!(
+            "systemd applies drop-ins [{}] to {}, the files say [{}]",
+            st.drop_in_paths.join(", "),
+            p.unit,
+            dropins.join(", ")
+        ));
+    }
+    if let Some(bus) = st.mount_flags.and_then(MountFlags::from_bus) {
+        if bus != p.before.mount_flags {
+            p.warnings.push(format!(
+                "systemd reports MountFlags={} for {}, the files say {}: systemd has not loaded the files on disk",
+                bus.describe(),
+                p.unit,
+                p.before.mount_flags.describe()
+            ));
+        }
+    }
+}
+
+/// Ask on the terminal; false without one.
+fn ask(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the answer")?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
+fn restart_question(units: &[String]) -> String {
+    format!(
+        "Restart {} now? Restarting docker stops its running containers unless live-restore is configured.",
+        units.join(" and ")
+    )
+}
+
+fn is_running(st: &UnitState) -> bool {
+    matches!(
+        st.active_state.as_str(),
+        "active" | "activating" | "reloading"
+    )
+}
+
+/// Per-unit facts from a live host before anything is written.
+struct LiveUnit {
+    state: UnitState,
+    /// The running process predates the fix (MountFlags still in force, or files changing).
+    restart: bool,
+}
+
+fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
+    let root = &ctx.root;
+    let preview = args.dry_run || args.check;
     let explicit = !args.units.is_empty();
-    let units = if explicit {
+    let mut units = if explicit {
         parse_units(&args.units)?
     } else {
         parse_units(
@@ -171,78 +319,428 @@ fn fix(root: &Root, offline: bool, args: &FixArgs, format: Format, style: Style)
         StrategyArg::DropIn => Strategy::DropIn,
         StrategyArg::FullCopy => Strategy::FullCopy,
     });
+    let mut global_notes = Vec::new();
+    let mut mgr = connect(ctx, preview, &mut global_notes)?;
+    let version = version_for(root, args.systemd_version, mgr.as_mut())?;
     let dirs = discover::search_path(root)?;
-    let version = version_for(root, args.systemd_version)?;
-    let mut plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
-    let changed = plans.iter().any(|p| !p.changes.is_empty());
-    let preview = args.dry_run || args.check;
-    let mut pending = Vec::new();
-    let mut actions = if changed {
-        live_actions(&plans)
-    } else {
-        Vec::new()
-    };
 
-    if changed && !preview {
-        let w = Writer::new(root);
-        let _lock = crate::lock::Lock::acquire(root)?;
-        // Plan again under the lock: another dropfix may have finished meanwhile.
-        plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
-        for p in &plans {
-            state::apply_changes(&w, &p.unit, &p.changes)
-                .with_context(|| format!("writing the override for {}", p.unit))?;
+    // Ask systemd first: what it has loaded decides what exists, is masked, and runs.
+    let mut live: Vec<(String, UnitState)> = Vec::new();
+    if let Some(m) = mgr.as_mut() {
+        let mut keep = Vec::new();
+        for u in &units {
+            let st = m
+                .unit(u.as_str())
+                .with_context(|| format!("asking systemd about {u}"))?;
+            match st.load_state.as_str() {
+                "masked" => bail!("{u}: unit is masked (systemd reports LoadState=masked); unmask it before fixing it"),
+                "not-found" if !explicit && u.as_str() != "docker.service" => continue,
+                "not-found" if !discover::exists(root, &dirs, u.as_str())? => {
+                    bail!("{u}: unit not found (systemd reports LoadState=not-found)")
+                }
+                _ => {}
+            }
+            keep.push(u.clone());
+            live.push((u.to_string(), st));
         }
-        if offline || !root.is_host() {
-            actions.clear();
+        units = keep;
+    }
+
+    let mut plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
+    let mut live_units: Vec<LiveUnit> = Vec::new();
+    for p in plans.iter_mut() {
+        let Some((_, st)) = live
+            .iter()
+            .find(|(n, st)| *n == p.unit || st.id == p.unit || st.names.contains(&p.unit))
+        else {
+            continue;
+        };
+        let found = discover::discover(
+            root,
+            &dirs,
+            &UnitName::parse(&p.unit).map_err(anyhow::Error::msg)?,
+            version.as_ref().map(|v| v.major),
+        )?;
+        if let Ok(d) = found {
+            let dropins: Vec<String> = discover::applied(&d.dropins)
+                .iter()
+                .map(|x| x.path.clone())
+                .collect();
+            compare_with_systemd(root, p, st, &d.fragment.path, &dropins);
+        }
+        let bus_flags = st.mount_flags.and_then(MountFlags::from_bus);
+        let stale_process = is_running(st)
+            && p.after.namespacing.is_empty()
+            && !verify::same_mount_ns_as_pid1(Path::new("/proc"), &p.unit, st.main_pid).ok;
+        let restart = is_running(st)
+            && (!p.changes.is_empty() || bus_flags != Some(MountFlags::Unset) || stale_process);
+        live_units.push(LiveUnit {
+            state: st.clone(),
+            restart,
+        });
+    }
+    let files_change = plans.iter().any(|p| !p.changes.is_empty());
+    // systemd still runs an old configuration: the files are fixed but not loaded.
+    let reload_pending = plans.iter().zip(&live_units).any(|(p, l)| {
+        l.state.mount_flags.and_then(MountFlags::from_bus) != Some(p.after.mount_flags)
+    });
+    let restart_units: Vec<String> = plans
+        .iter()
+        .zip(&live_units)
+        .filter(|(_, l)| l.restart)
+        .map(|(p, _)| p.unit.clone())
+        .collect();
+    let live_mode = mgr.is_some();
+    let mut actions = Vec::new();
+    if live_mode || (!ctx.offline && files_change) {
+        if files_change || reload_pending {
+            actions.push("daemon-reload".to_string());
+        }
+        if live_mode {
+            actions.extend(restart_units.iter().map(|u| format!("restart {u}")));
         } else {
-            actions.clear();
-            pending.push(format!(
-                "systemctl daemon-reload && systemctl restart {}",
+            actions.extend(
                 plans
                     .iter()
                     .filter(|p| !p.changes.is_empty())
-                    .map(|p| p.unit.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ));
+                    .map(|p| format!("restart {} if it is running", p.unit)),
+            );
         }
     }
-    let report = FixReport {
+    let mut report = FixReport {
         command: "fix".into(),
         root: root_label(root),
         dry_run: preview,
-        changed: plans.iter().any(|p| !p.changes.is_empty()),
+        live: live_mode,
+        changed: files_change || !actions.is_empty(),
         units: plans.iter().map(unit_report).collect(),
-        actions: if preview { actions } else { Vec::new() },
-        pending,
+        notes: global_notes,
+        actions,
+        pending: Vec::new(),
+        reloaded: false,
+        restarted: false,
+        rolled_back: false,
     };
-    match format {
-        Format::Json => print_json(&report)?,
-        Format::Text => print(&render::fix_text(&report, style))?,
+    for (u, l) in report.units.iter_mut().zip(&live_units) {
+        u.active_state = Some(l.state.active_state.clone());
     }
-    Ok(if args.check && report.changed {
-        EXIT_PENDING
+
+    if preview {
+        ctx.out_fix(&report)?;
+        return Ok(if args.check && report.changed {
+            EXIT_PENDING
+        } else {
+            0
+        });
+    }
+
+    let Some(mut m) = mgr else {
+        // Offline (or a host without systemd reachable is an error above): files only.
+        if files_change {
+            let _lock = Lock::acquire(root)?;
+            plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
+            apply_all(root, &plans)?;
+            report.units = plans.iter().map(unit_report).collect();
+            report.changed = plans.iter().any(|p| !p.changes.is_empty());
+        }
+        report.actions.clear();
+        ctx.out_fix(&report)?;
+        return Ok(0);
+    };
+
+    if !report.changed {
+        for (u, p) in report.units.iter_mut().zip(&plans) {
+            let st = m.unit(&p.unit)?;
+            u.verify = Some(verify_unit(p, &st));
+        }
+        report.actions.clear();
+        ctx.out_fix(&report)?;
+        return Ok(0);
+    }
+
+    require_root("dropfix fix")?;
+    let restart_ok = if restart_units.is_empty() || args.live.no_restart || args.live.yes {
+        true
+    } else if std::io::stdin().is_terminal() {
+        if !ask(&restart_question(&restart_units))? {
+            bail!("not confirmed: nothing written (use --no-restart to write and reload without restarting)");
+        }
+        true
     } else {
-        0
-    })
+        false
+    };
+
+    let _lock = Lock::acquire(root)?;
+    let applied = if files_change {
+        // Plan again under the lock: another dropfix may have finished meanwhile.
+        plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
+        let keep_live: Vec<_> = report
+            .units
+            .iter()
+            .map(|u| (u.active_state.clone(), u.unit.clone()))
+            .collect();
+        report.units = plans.iter().map(unit_report).collect();
+        for u in report.units.iter_mut() {
+            u.active_state = keep_live
+                .iter()
+                .find(|(_, n)| *n == u.unit)
+                .and_then(|(a, _)| a.clone());
+        }
+        Some(apply_all(root, &plans)?)
+    } else {
+        None
+    };
+    let w = Writer::new(root);
+    let rollback = |m: &mut Systemd,
+                    report: &mut FixReport,
+                    restarted: &[String],
+                    why: String|
+     -> Result<i32> {
+        let mut msg = why;
+        if let Some(a) = &applied {
+            match a.rollback(&w) {
+                Ok(()) => msg.push_str("; restored the previous files"),
+                Err(e) => msg.push_str(&format!("; restoring the previous files failed: {e:#}")),
+            }
+            report.rolled_back = true;
+            match m.reload() {
+                Ok(()) => msg.push_str(", reloaded systemd"),
+                Err(e) => msg.push_str(&format!(", reload failed: {e:#}")),
+            }
+            for u in restarted {
+                let back = m.restart(u, Duration::from_secs(args.live.timeout));
+                let active = m.unit(u).map(|s| s.active_state).unwrap_or_default();
+                match back {
+                    Ok(JobOutcome::Done) if active == "active" => {
+                        msg.push_str(&format!(", restarted {u} with them: it is active again"))
+                    }
+                    Ok(o) => msg.push_str(&format!(
+                        ", restarting {u} with them gave {} (ActiveState={active})",
+                        outcome_str(&o)
+                    )),
+                    Err(e) => msg.push_str(&format!(", restarting {u} with them failed: {e:#}")),
+                }
+            }
+        }
+        report.changed = applied.is_some();
+        ctx.out_fix(report)?;
+        Err(anyhow!(msg))
+    };
+
+    if let Err(e) = m.reload() {
+        return rollback(
+            &mut m,
+            &mut report,
+            &[],
+            format!("daemon-reload failed: {e:#}"),
+        );
+    }
+    report.reloaded = true;
+    // systemd must now report what the files say, with dropfix's file loaded.
+    for p in &plans {
+        let st = m.unit(&p.unit)?;
+        let expect = p.after.mount_flags;
+        let got = st.mount_flags.and_then(MountFlags::from_bus);
+        let ours_loaded = p
+            .changes
+            .iter()
+            .filter(|c| c.action != plan::Action::Remove)
+            .all(|c| {
+                same_file(root, &st.fragment_path, &c.path)
+                    || st.drop_in_paths.iter().any(|d| same_file(root, d, &c.path))
+            });
+        let forced_mismatch = p.warnings.iter().any(|w| w.starts_with("--strategy"));
+        if !forced_mismatch && (got != Some(expect) || !ours_loaded) {
+            let why = format!(
+                "{}: after daemon-reload systemd reports MountFlags={} (expected {}){}",
+                p.unit,
+                got.map_or("?".to_string(), |g| g.describe().to_string()),
+                expect.describe(),
+                if ours_loaded {
+                    String::new()
+                } else {
+                    format!(
+                        ", and it did not load {}",
+                        p.changes
+                            .iter()
+                            .map(|c| c.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+            return rollback(&mut m, &mut report, &[], why);
+        }
+    }
+
+    if !restart_units.is_empty() && args.live.no_restart {
+        report.pending.push(format!(
+            "restart {} to run it without MountFlags (this stops docker's containers unless live-restore is configured)",
+            restart_units.join(" ")
+        ));
+        report.actions = vec!["daemon-reload".into()];
+        ctx.out_fix(&report)?;
+        return Ok(0);
+    }
+    if !restart_ok {
+        report
+            .pending
+            .push(format!("restart {}", restart_units.join(" ")));
+        report.actions = vec!["daemon-reload".into()];
+        ctx.out_fix(&report)?;
+        bail!(
+            "override written and systemd reloaded, but {} was not restarted: restarting docker stops its containers, so dropfix asks first; there is no terminal to ask on, so run `dropfix fix --yes` (or --no-restart to leave the restart for later)",
+            restart_units.join(" and ")
+        );
+    }
+
+    let mut restarted: Vec<String> = Vec::new();
+    for u in &restart_units {
+        restarted.push(u.clone());
+        let outcome = match m.restart(u, Duration::from_secs(args.live.timeout)) {
+            Ok(o) => o,
+            Err(e) => {
+                return rollback(
+                    &mut m,
+                    &mut report,
+                    &restarted,
+                    format!("restarting {u} failed: {e:#}"),
+                )
+            }
+        };
+        let st = m.unit(u)?;
+        if let Some(r) = report.units.iter_mut().find(|r| r.unit == *u) {
+            r.restarted = true;
+            r.job_result = Some(outcome_str(&outcome));
+            r.active_state = Some(st.active_state.clone());
+        }
+        report.restarted = true;
+        if outcome != JobOutcome::Done || st.active_state != "active" {
+            let why = format!(
+                "{u} did not come back after the restart (job {}, ActiveState={}, Result={})",
+                outcome_str(&outcome),
+                st.active_state,
+                st.result
+            );
+            return rollback(&mut m, &mut report, &restarted, why);
+        }
+    }
+
+    // Verify, with evidence.
+    for p in &plans {
+        let st = m.unit(&p.unit)?;
+        let v = verify_unit(p, &st);
+        let explained = !p.after.namespacing.is_empty();
+        let ok = v
+            .checks
+            .iter()
+            .filter(|c| !c.check.contains("/netns/"))
+            .all(|c| c.ok);
+        if let Some(r) = report.units.iter_mut().find(|r| r.unit == p.unit) {
+            r.verify = Some(v.clone());
+            r.active_state = Some(st.active_state.clone());
+        }
+        if !ok && !explained {
+            let failed: Vec<String> = v
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{} ({})", c.check, c.evidence))
+                .collect();
+            return rollback(
+                &mut m,
+                &mut report,
+                &restarted,
+                format!("verification failed: {}", failed.join("; ")),
+            );
+        }
+    }
+    let not_running: Vec<String> = plans
+        .iter()
+        .zip(&live_units)
+        .filter(|(p, l)| !is_running(&l.state) && !p.changes.is_empty())
+        .map(|(p, _)| {
+            format!(
+                "{} is not running, so it was not started: it will start without MountFlags",
+                p.unit
+            )
+        })
+        .collect();
+    report.notes.extend(not_running);
+    report.actions = std::iter::once("daemon-reload".to_string())
+        .chain(restarted.iter().map(|u| format!("restart {u}")))
+        .collect();
+    ctx.out_fix(&report)?;
+    Ok(0)
 }
 
-fn revert(
-    root: &Root,
-    offline: bool,
-    args: &RevertArgs,
-    format: Format,
-    style: Style,
-) -> Result<i32> {
+fn outcome_str(o: &JobOutcome) -> String {
+    match o {
+        JobOutcome::Done => "done".into(),
+        JobOutcome::Failed { result } => result.clone(),
+        JobOutcome::TimedOut => "timeout (dropfix stopped waiting)".into(),
+        JobOutcome::Vanished => "lost (the bus connection dropped)".into(),
+    }
+}
+
+/// Checks after the fix: systemd's value, the process's namespace, docker's netns files.
+fn verify_unit(p: &UnitPlan, st: &UnitState) -> VerifyReport {
+    let proc_root = Path::new("/proc");
+    let mut checks = Vec::new();
+    let flags = st.mount_flags.and_then(MountFlags::from_bus);
+    checks.push(Check {
+        check: format!("{}: systemd reports MountFlags unset", p.unit),
+        ok: flags == Some(MountFlags::Unset),
+        evidence: format!(
+            "Service.MountFlags={} = {}",
+            st.mount_flags.map_or("?".into(), |v| v.to_string()),
+            flags.map_or("unknown", |f| f.describe())
+        ),
+    });
+    if is_running(st) {
+        let mut c = verify::same_mount_ns_as_pid1(proc_root, &p.unit, st.main_pid);
+        if !c.ok && !p.after.namespacing.is_empty() {
+            let keys: Vec<&str> = p.after.namespacing.iter().map(|n| n.key.as_str()).collect();
+            c.evidence
+                .push_str(&format!("; kept apart by {}", keys.join(", ")));
+        }
+        checks.push(c);
+        for dir in verify::NETNS_DIRS.iter().take(1) {
+            checks.extend(verify::netns_entries(proc_root, dir));
+        }
+    }
+    VerifyReport {
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    }
+}
+
+/// Write every plan's changes in one all-or-nothing step.
+fn apply_all(root: &Root, plans: &[UnitPlan]) -> Result<Applied> {
+    let w = Writer::new(root);
+    let changes: Vec<(&str, &FileChange)> = plans
+        .iter()
+        .flat_map(|p| p.changes.iter().map(move |c| (p.unit.as_str(), c)))
+        .collect();
+    state::apply_changes(&w, &changes).context("writing the override")
+}
+
+fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
+    let root = &ctx.root;
     let units: Vec<String> = parse_units(&args.units)?
         .iter()
         .map(|u| u.to_string())
         .collect();
     let w = Writer::new(root);
+    let mut notes = Vec::new();
+    let mut mgr = connect(ctx, args.dry_run, &mut notes)?;
+    if mgr.is_some() && !args.dry_run {
+        require_root("dropfix revert")?;
+    }
     let _lock = if args.dry_run {
         None
     } else {
-        Some(crate::lock::Lock::acquire(root)?)
+        Some(Lock::acquire(root)?)
     };
     let done = state::revert(&w, &units, args.dry_run)?;
     let files: Vec<FileReport> = done
@@ -259,27 +757,88 @@ fn revert(
         .filter(|r| r.action == "skip")
         .map(|r| format!("{}: {}", r.path, r.reason.as_deref().unwrap_or("")))
         .collect();
-    let mut pending = Vec::new();
-    if !files.is_empty() && !args.dry_run && !offline && root.is_host() {
-        let mut us: Vec<&str> = done.iter().map(|r| r.unit.as_str()).collect();
-        us.dedup();
-        pending.push(format!(
-            "systemctl daemon-reload && systemctl restart {}",
-            us.join(" ")
-        ));
-    }
-    let report = RevertReport {
+    let mut touched: Vec<String> = done
+        .iter()
+        .filter(|r| r.action != "skip")
+        .map(|r| r.unit.clone())
+        .collect();
+    touched.sort();
+    touched.dedup();
+    let mut report = RevertReport {
         command: "revert".into(),
         root: root_label(root),
         dry_run: args.dry_run,
         changed: !files.is_empty(),
         files,
         skipped,
-        pending,
+        notes,
+        pending: Vec::new(),
+        reloaded: false,
+        restarted: Vec::new(),
     };
-    match format {
-        Format::Json => print_json(&report)?,
-        Format::Text => print(&render::revert_text(&report, style))?,
+    let Some(m) = mgr.as_mut() else {
+        ctx.out_revert(&report)?;
+        return Ok(0);
+    };
+    if args.dry_run || touched.is_empty() {
+        ctx.out_revert(&report)?;
+        return Ok(0);
     }
+    m.reload()
+        .context("files restored, but daemon-reload failed")?;
+    report.reloaded = true;
+    restart_after(ctx, m, &args.live, &touched, &mut report)
+}
+
+/// Restart the running units among `units`, with consent; used by revert.
+fn restart_after(
+    ctx: &Ctx,
+    m: &mut Systemd,
+    live: &LiveArgs,
+    units: &[String],
+    report: &mut RevertReport,
+) -> Result<i32> {
+    let mut running = Vec::new();
+    for u in units {
+        let st = m.unit(u)?;
+        if is_running(&st) {
+            running.push(u.clone());
+        }
+    }
+    if running.is_empty() {
+        ctx.out_revert(report)?;
+        return Ok(0);
+    }
+    let go = if live.no_restart {
+        false
+    } else if live.yes {
+        true
+    } else {
+        ask(&restart_question(&running))?
+    };
+    if !go {
+        report
+            .pending
+            .push(format!("restart {}", running.join(" ")));
+        ctx.out_revert(report)?;
+        if live.no_restart {
+            return Ok(0);
+        }
+        bail!("files restored and systemd reloaded, but {} was not restarted: run `dropfix revert --yes` or restart it yourself", running.join(" and "));
+    }
+    for u in &running {
+        let o = m.restart(u, Duration::from_secs(live.timeout))?;
+        let st = m.unit(u)?;
+        if o != JobOutcome::Done || st.active_state != "active" {
+            ctx.out_revert(report)?;
+            bail!(
+                "{u}: restart after revert gave {} (ActiveState={})",
+                outcome_str(&o),
+                st.active_state
+            );
+        }
+        report.restarted.push(u.clone());
+    }
+    ctx.out_revert(report)?;
     Ok(0)
 }

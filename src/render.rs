@@ -115,6 +115,23 @@ pub struct UnitReport {
     pub notes: Vec<String>,
     /// File changes.
     pub files: Vec<FileReport>,
+    /// Live: the unit's ActiveState (null offline).
+    pub active_state: Option<String>,
+    /// Live: whether dropfix restarted it.
+    pub restarted: bool,
+    /// Live: the restart job's result (`done`, `failed`, ...).
+    pub job_result: Option<String>,
+    /// Live: the checks after the fix, with evidence.
+    pub verify: Option<VerifyReport>,
+}
+
+/// Checks after a live fix.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Every check passed.
+    pub ok: bool,
+    /// Each check and what was seen.
+    pub checks: Vec<crate::verify::Check>,
 }
 
 /// The whole result of `fix`.
@@ -126,10 +143,20 @@ pub struct FixReport {
     pub root: String,
     /// Nothing written (--dry-run or --check).
     pub dry_run: bool,
+    /// Talking to a running systemd (not --root).
+    pub live: bool,
     /// Files changed, or would change with --dry-run/--check.
     pub changed: bool,
     /// Per unit.
     pub units: Vec<UnitReport>,
+    /// Notes about the run as a whole.
+    pub notes: Vec<String>,
+    /// systemd was reloaded.
+    pub reloaded: bool,
+    /// A unit was restarted.
+    pub restarted: bool,
+    /// A failure put the previous files back.
+    pub rolled_back: bool,
     /// What a live run does after writing (or did).
     pub actions: Vec<String>,
     /// What is still to do by hand.
@@ -151,8 +178,14 @@ pub struct RevertReport {
     pub files: Vec<FileReport>,
     /// Files left alone and why.
     pub skipped: Vec<String>,
+    /// Notes about the run.
+    pub notes: Vec<String>,
     /// What is still to do by hand.
     pub pending: Vec<String>,
+    /// systemd was reloaded.
+    pub reloaded: bool,
+    /// Units restarted.
+    pub restarted: Vec<String>,
 }
 
 fn unit_summary(u: &UnitReport, style: Style) -> String {
@@ -207,10 +240,38 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
     if !files.is_empty() {
         out.push('\n');
     }
+    for n in &r.notes {
+        out.push_str(&format!("{} {n}\n", style.dim("note:")));
+    }
     for u in &r.units {
         out.push_str(&unit_summary(u, style));
+        if let Some(j) = &u.job_result {
+            out.push_str(&format!(
+                "  restart job: {j}, ActiveState={}\n",
+                u.active_state.as_deref().unwrap_or("?")
+            ));
+        }
+        if let Some(v) = &u.verify {
+            for c in &v.checks {
+                let mark = if c.ok {
+                    style.good("ok  ")
+                } else {
+                    style.bad("FAIL")
+                };
+                out.push_str(&format!(
+                    "  {mark} {}\n       {}\n",
+                    c.check,
+                    style.dim(&c.evidence)
+                ));
+            }
+        }
     }
-    if !r.changed {
+    if r.rolled_back {
+        out.push_str(&format!(
+            "{}\n",
+            style.bad("rolled back: the previous files are in place again")
+        ));
+    } else if !r.changed {
         out.push_str(&format!("{}\n", style.good("nothing to do")));
     } else if r.dry_run {
         out.push_str(&format!(
@@ -218,7 +279,9 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
             r.actions.join(", ")
         ));
     } else {
-        out.push_str(&format!("wrote {} file(s)\n", files.len()));
+        if !files.is_empty() {
+            out.push_str(&format!("wrote {} file(s)\n", files.len()));
+        }
         if !r.actions.is_empty() {
             out.push_str(&format!("done: {}\n", r.actions.join(", ")));
         }
@@ -238,6 +301,9 @@ pub fn revert_text(r: &RevertReport, style: Style) -> String {
     for s in &r.skipped {
         out.push_str(&format!("{} {s}\n", style.warn("left alone:")));
     }
+    for n in &r.notes {
+        out.push_str(&format!("{} {n}\n", style.dim("note:")));
+    }
     if !r.changed {
         out.push_str(&format!("{}\n", style.good("nothing to revert")));
     } else if r.dry_run {
@@ -247,6 +313,11 @@ pub fn revert_text(r: &RevertReport, style: Style) -> String {
         ));
     } else {
         out.push_str(&format!("reverted {} file(s)\n", r.files.len()));
+        if r.reloaded {
+            let mut done = vec!["daemon-reload".to_string()];
+            done.extend(r.restarted.iter().map(|u| format!("restart {u}")));
+            out.push_str(&format!("done: {}\n", done.join(", ")));
+        }
     }
     for p in &r.pending {
         out.push_str(&format!("{} {p}\n", style.warn("still to do:")));

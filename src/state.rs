@@ -94,20 +94,79 @@ fn backup_name(path: &str) -> String {
         .replace('/', "%2F")
 }
 
-/// Apply planned changes for `unit`, recording originals first. Returns the paths written.
-pub fn apply_changes(w: &Writer, unit: &str, changes: &[FileChange]) -> Result<Vec<String>> {
-    let mut m = Manifest::load(w)?.unwrap_or(Manifest {
+/// What a root looked like before one `apply_changes`, to put it back if a restart fails.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    manifest: Option<Manifest>,
+    before: Vec<(String, Current)>,
+}
+
+impl Applied {
+    /// Put every changed path and the manifest back as they were before this apply.
+    pub fn rollback(&self, w: &Writer) -> Result<()> {
+        for (path, cur) in self.before.iter().rev() {
+            match cur {
+                Current::Absent => w.remove(path)?,
+                Current::File { mode, data } => {
+                    w.write(path, data, *mode)?;
+                }
+                Current::Symlink(t) => w.symlink(path, t)?,
+                Current::Other => {}
+            }
+        }
+        let now = Manifest::load(w)?;
+        let keep: Vec<&Record> = self
+            .manifest
+            .iter()
+            .flat_map(|m| m.records.iter())
+            .collect();
+        for r in now.iter().flat_map(|m| m.records.iter()) {
+            if let Original::File { backup, .. } = &r.original {
+                if !keep
+                    .iter()
+                    .any(|k| matches!(&k.original, Original::File { backup: b, .. } if b == backup))
+                {
+                    w.remove(&format!("{BACKUP_DIR}/{backup}"))?;
+                }
+            }
+        }
+        match &self.manifest {
+            Some(m) => m.save(w)?,
+            None => {
+                w.remove(MANIFEST)?;
+                for d in now.iter().flat_map(|m| m.created_dirs.iter()).rev() {
+                    w.rmdir_if_empty(d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Apply planned changes, each tagged with its unit, recording originals first. All or
+/// nothing: on an error the files this call changed are put back.
+pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Applied> {
+    let loaded = Manifest::load(w)?;
+    let mut before = Vec::new();
+    for (_, c) in changes {
+        before.push((c.path.clone(), w.current(&c.path)?));
+    }
+    let applied = Applied {
+        manifest: loaded.clone(),
+        before,
+    };
+    let mut m = loaded.unwrap_or(Manifest {
         version: 1,
         ..Manifest::default()
     });
     // Directories that will be created: known before anything is written.
     let mut dirs = w.missing_dirs(MANIFEST)?;
     dirs.extend(w.missing_dirs(&format!("{BACKUP_DIR}/x"))?);
-    for c in changes {
+    for (_, c) in changes {
         dirs.extend(w.missing_dirs(&c.path)?);
     }
     m.note_dirs(dirs);
-    for c in changes {
+    for (unit, c) in changes {
         let written = match c.action {
             Action::Remove => None,
             _ => Some(String::from_utf8_lossy(&c.new).into_owned()),
@@ -137,17 +196,22 @@ pub fn apply_changes(w: &Writer, unit: &str, changes: &[FileChange]) -> Result<V
         });
     }
     m.save(w)?;
-    let mut done = Vec::new();
-    for c in changes {
-        match c.action {
-            Action::Remove => w.remove(&c.path)?,
-            Action::Create | Action::Replace => {
-                w.write(&c.path, &c.new, 0o644)?;
+    for (_, c) in changes {
+        let r = match c.action {
+            Action::Remove => w.remove(&c.path),
+            Action::Create | Action::Replace => w.write(&c.path, &c.new, 0o644).map(|_| ()),
+        };
+        if let Err(e) = r {
+            // Leave nothing half-done: put back what this run changed.
+            if let Err(back) = applied.rollback(w) {
+                return Err(e.context(format!(
+                    "and putting the previous files back failed: {back:#}"
+                )));
             }
+            return Err(e);
         }
-        done.push(c.path.clone());
     }
-    Ok(done)
+    Ok(applied)
 }
 
 /// What revert did for one path.
