@@ -16,6 +16,13 @@
 #                      binaries); copied at `up`, so the caller may delete it afterwards
 #   ETC_EXTRA          directory merged into the container's initial /etc (admin drop-ins, markers)
 #   EXTRA_NSPAWN_ARGS  extra systemd-nspawn arguments (word-split)
+#   ROOTFS             boot this root directory (e.g. from tests/harness/rootfs.sh) instead of the
+#                      host's /usr; nspawn --volatile=overlay keeps it pristine, and USR_EXTRA and
+#                      ETC_EXTRA are overlaid on its own /usr and /etc
+#   DOCKER=1           what a real dockerd needs inside: a pure cgroup-v2 container (the v1
+#                      controllers would be read-only), all capabilities, the keyring and bpf
+#                      system calls, and /var/lib/docker on a host directory (overlay2 cannot sit
+#                      on the overlayfs root)
 #   BOOT_TIMEOUT       seconds to wait for SystemState running|degraded (default 30)
 #   BASE               parent of the work dirs (default /tmp/dropfix-harness)
 #
@@ -81,13 +88,24 @@ _nspawn() {
   cg_enter
   echo "$BASHPID" > "$WORK/launcher.pid"          # stays systemd-nspawn's pid after exec
   local args=(-M "$NAME" --register=no --keep-unit --console=passive --link-journal=no
-    --directory=/ --volatile=yes --private-network
-    # a seeded machine-id means "not a first boot": no firstboot prompt, and systemd does not
-    # preset-enable every unit of the host's /usr. An overlay, not a bind: a bind-mounted
-    # machine-id makes systemd-machine-id-commit.service fail.
-    --overlay="$WORK/etc-seed:$WORK/etc-upper:/etc"
-    --overlay-ro="/usr:$WORK/usr-extra:/usr"
-    --bind="$WORK/run-dbus:/run/dbus")
+    --private-network --bind="$WORK/run-dbus:/run/dbus")
+  # a seeded machine-id means "not a first boot": no firstboot prompt, and systemd does not
+  # preset-enable every unit of the host's /usr. An overlay, not a bind: a bind-mounted
+  # machine-id makes systemd-machine-id-commit.service fail.
+  if [ -z "${ROOTFS:-}" ]; then
+    args+=(--directory=/ --volatile=yes
+      --overlay="$WORK/etc-seed:$WORK/etc-upper:/etc"
+      --overlay-ro="/usr:$WORK/usr-extra:/usr")
+  else
+    args+=(--directory="$ROOTFS" --volatile=overlay
+      --overlay="$ROOTFS/etc:$WORK/etc-seed:$WORK/etc-upper:/etc"
+      --overlay-ro="$ROOTFS/usr:$WORK/usr-extra:/usr")
+  fi
+  if [ "${DOCKER:-0}" = 1 ]; then
+    export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+    args+=(--capability=all "--system-call-filter=@keyring bpf"
+      --bind="$WORK/docker-lib:/var/lib/docker")
+  fi
   # shellcheck disable=SC2206
   args+=(${EXTRA_NSPAWN_ARGS:-})
   exec systemd-nspawn "${args[@]}" --boot systemd.firstboot=no
@@ -120,15 +138,20 @@ up() {
   [ -e "$WORK/env" ] && die "$WORK/env exists: container $NAME is already up (NAME=$NAME $0 down)"
   [ -z "${USR_EXTRA:-}" ] || [ -d "$USR_EXTRA" ] || die "USR_EXTRA=$USR_EXTRA is not a directory"
   [ -z "${ETC_EXTRA:-}" ] || [ -d "$ETC_EXTRA" ] || die "ETC_EXTRA=$ETC_EXTRA is not a directory"
+  if [ -n "${ROOTFS:-}" ]; then
+    ROOTFS=$(readlink -f "$ROOTFS")
+    [ -x "$ROOTFS/usr/lib/systemd/systemd" ] || die "ROOTFS=$ROOTFS has no systemd"
+  fi
   rm -rf "$WORK"
   mkdir -p "$WORK/run-dbus" "$WORK/etc-seed" "$WORK/etc-upper" "$WORK/usr-extra"
+  [ "${DOCKER:-0}" = 1 ] && mkdir -p "$WORK/docker-lib"
   [ -n "${USR_EXTRA:-}" ] && cp -a "$USR_EXTRA/." "$WORK/usr-extra/"
   [ -n "${ETC_EXTRA:-}" ] && cp -a "$ETC_EXTRA/." "$WORK/etc-seed/"
   tr -d '-' < /proc/sys/kernel/random/uuid > "$WORK/etc-seed/machine-id"
   : > "$WORK/console.log"
   local t0 lp leader st i
   t0=$(now)
-  export NAME BASE EXTRA_NSPAWN_ARGS
+  export NAME BASE EXTRA_NSPAWN_ARGS ROOTFS DOCKER
   setsid "$SELF" _nspawn </dev/null >>"$WORK/console.log" 2>&1 &
   disown
   for i in $(seq 1 200); do [ -s "$WORK/launcher.pid" ] && break; sleep 0.01; done
@@ -221,5 +244,5 @@ case $cmd in
   down-all) down_all ;;
   sh)       [ $# -gt 0 ] || die "usage: NAME=... $0 sh CMD..."; csh "$@" ;;
   _nspawn)  _nspawn ;;
-  *)        sed -n '2,26p' "$SELF" >&2; exit 2 ;;
+  *)        sed -n '2,35p' "$SELF" >&2; exit 2 ;;
 esac

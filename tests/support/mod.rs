@@ -32,6 +32,9 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Where the local image's tar sits in the real-docker rootfs (busybox alone; see rootfs.sh).
+pub const BUSYBOX_IMAGE_TAR: &str = "/usr/share/dropfix-test/busybox.tar";
+
 /// What a [`Container`] boots with: vendor units and files under /usr, files in the initial /etc.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -40,6 +43,8 @@ pub struct Setup {
     usr_files: Vec<(String, Vec<u8>, u32)>,
     binaries: Vec<(PathBuf, String)>,
     etc_files: Vec<(String, Vec<u8>)>,
+    rootfs: Option<PathBuf>,
+    docker: bool,
 }
 
 impl Default for Setup {
@@ -54,6 +59,8 @@ impl Default for Setup {
             )],
             binaries: Vec::new(),
             etc_files: Vec::new(),
+            rootfs: None,
+            docker: false,
         }
     }
 }
@@ -106,6 +113,37 @@ impl Setup {
     pub fn etc_file(mut self, path: &str, text: &str) -> Self {
         self.etc_files
             .push((path.to_string(), text.as_bytes().to_vec()));
+        self
+    }
+
+    /// Debian's real docker.io instead of the stand-in: boots the cached rootfs
+    /// ([`docker_rootfs`]) in a container dockerd can run in (harness `DOCKER=1`), with Debian's
+    /// docker.service overridden from /usr by a copy that has `MountFlags=slave`, the way old
+    /// vendor units had it. Enabled, so dockerd starts at boot. No stand-in daemon.
+    pub fn real_docker() -> Self {
+        let rootfs = docker_rootfs();
+        let unit = rootfs.join("usr/lib/systemd/system/docker.service");
+        let debian = fs::read_to_string(&unit)
+            .unwrap_or_else(|e| panic!("reading Debian's unit {}: {e}", unit.display()));
+        Setup {
+            docker_service: Some(with_mount_flags_slave(&debian)),
+            usr_files: Vec::new(),
+            rootfs: Some(rootfs),
+            docker: true,
+            ..Setup::default()
+        }
+    }
+
+    /// Boots this root directory instead of the host's /usr (kept pristine by the harness).
+    pub fn rootfs(mut self, dir: impl AsRef<Path>) -> Self {
+        self.rootfs = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// A file under /usr with exact bytes and mode.
+    pub fn usr_bytes(mut self, path: &str, bytes: &[u8], mode: u32) -> Self {
+        self.usr_files
+            .push((path.to_string(), bytes.to_vec(), mode));
         self
     }
 
@@ -185,11 +223,17 @@ impl Container {
             panic!("cannot prepare test container {name}: {e}");
         }
         let t0 = Instant::now();
-        let out = harness(&name)
-            .arg("up")
+        let mut up = harness(&name);
+        up.arg("up")
             .env("USR_EXTRA", stage.join("usr"))
-            .env("ETC_EXTRA", stage.join("etc"))
-            .output();
+            .env("ETC_EXTRA", stage.join("etc"));
+        if let Some(rootfs) = &setup.rootfs {
+            up.env("ROOTFS", rootfs);
+        }
+        if setup.docker {
+            up.env("DOCKER", "1");
+        }
+        let out = up.output();
         let boot_time = t0.elapsed();
         let _ = fs::remove_dir_all(&stage);
         let out = match out {
@@ -301,6 +345,43 @@ impl Container {
         }
     }
 
+    /// From the host, runs `args` in the network namespace bind-mounted at `netns_path_inside`
+    /// (a path without symlinks, as PID 1's mount namespace sees it); stdout, or nsenter's error.
+    pub fn host_in_netns(&self, netns_path_inside: &str, args: &[&str]) -> Result<String, String> {
+        let mut net = std::ffi::OsString::from("--net=");
+        net.push(self.path(netns_path_inside));
+        let out = Command::new("nsenter")
+            .arg(net)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run nsenter: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// Waits until `unit` reports one of `states` as its ActiveState; panics with the unit's
+    /// journal after `timeout`.
+    pub fn wait_active_state(&self, unit: &str, states: &[&str], timeout: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let st = self.property(unit, "org.freedesktop.systemd1.Unit", "ActiveState");
+            if states.contains(&st.as_str()) {
+                return st;
+            }
+            if t0.elapsed() > timeout {
+                let log = self.sh(&format!("journalctl -b --no-pager -n 50 -u {unit}"));
+                panic!(
+                    "{unit} is {st}, not {states:?}, after {timeout:?}:\n{}",
+                    String::from_utf8_lossy(&log.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A unit property read with busctl over the container's bus, without its type signature:
     /// `t 524288` -> `524288`, `s "active"` -> `active`, `as 1 "/a"` -> `1 "/a"`.
     pub fn property(&self, unit: &str, interface: &str, prop: &str) -> String {
@@ -357,6 +438,49 @@ impl Container {
     }
 }
 
+/// Real-docker helpers (containers booted from [`Setup::real_docker`]).
+impl Container {
+    /// `docker import` of the busybox tar in the rootfs as `local/busybox:1` (no registry).
+    pub fn docker_import_busybox(&self) -> &'static str {
+        const IMAGE: &str = "local/busybox:1";
+        self.sh_ok(&format!(
+            "docker import {BUSYBOX_IMAGE_TAR} {IMAGE} >/dev/null"
+        ));
+        IMAGE
+    }
+
+    /// A unit's MainPID as the container sees it (the pid for `/proc/<pid>` inside).
+    pub fn main_pid(&self, unit: &str) -> u32 {
+        let pid = self.property(unit, "org.freedesktop.systemd1.Service", "MainPID");
+        pid.parse()
+            .unwrap_or_else(|_| panic!("MainPID of {unit}: {pid}"))
+    }
+
+    /// Whether the container process `pid` (a pid inside it) shares PID 1's mount namespace.
+    pub fn in_pid1_mount_ns(&self, pid: u32) -> bool {
+        let ns = self.sh_ok(&format!("readlink /proc/1/ns/mnt /proc/{pid}/ns/mnt"));
+        let ns: Vec<&str> = ns.lines().collect();
+        assert_eq!(ns.len(), 2, "{ns:?}");
+        ns[0] == ns[1]
+    }
+
+    /// A docker container's sandbox (its network namespace file) as a symlink-free path inside
+    /// this container: `/var/run/docker/netns/<id>` becomes `/run/docker/netns/<id>`.
+    pub fn sandbox_key(&self, docker_container: &str) -> String {
+        let key = self.sh_ok(&format!(
+            "docker inspect -f '{{{{.NetworkSettings.SandboxKey}}}}' {docker_container}"
+        ));
+        let key = key.trim();
+        assert!(!key.is_empty(), "{docker_container} has no sandbox");
+        self.sh_ok(&format!("realpath -m {key}")).trim().to_string()
+    }
+
+    /// Removes every docker container (dockerd's shutdown would wait 10 s for a running one).
+    pub fn docker_rm_all(&self) {
+        let _ = self.sh("docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1");
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         let out = harness(&self.name).arg("down").output();
@@ -398,8 +522,56 @@ fn harness(name: &str) -> Command {
     let mut cmd = Command::new(harness_script());
     cmd.env("NAME", name)
         .env_remove("USR_EXTRA")
-        .env_remove("ETC_EXTRA");
+        .env_remove("ETC_EXTRA")
+        .env_remove("ROOTFS")
+        .env_remove("DOCKER");
     cmd
+}
+
+/// The dropfix binary that live tests install in containers: `$DROPFIX_BIN` when set (e.g. the
+/// static release build that tests/run makes), else the one cargo built for this test run.
+pub fn dropfix_bin() -> PathBuf {
+    match std::env::var_os("DROPFIX_BIN") {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "DROPFIX_BIN={} is not a file", p.display());
+            p
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_dropfix")),
+    }
+}
+
+/// The cached Debian rootfs with docker.io, openssh-server and busybox (tests/harness/rootfs.sh
+/// builds it when it is missing, about 90 s once per machine). Panics if it cannot be had: a
+/// live test never skips.
+pub fn docker_rootfs() -> PathBuf {
+    let script = harness_script().with_file_name("rootfs.sh");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}); it needs root and the Debian mirror:\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A vendor unit the way old ones had it: `MountFlags=slave` first in `[Service]`.
+pub fn with_mount_flags_slave(unit: &str) -> String {
+    let mut out = String::with_capacity(unit.len() + 32);
+    let mut done = false;
+    for line in unit.split_inclusive('\n') {
+        out.push_str(line);
+        if !done && line.trim_end() == "[Service]" {
+            out.push_str("MountFlags=slave\n");
+            done = true;
+        }
+    }
+    assert!(done, "no [Service] section in:\n{unit}");
+    out
 }
 
 /// `test_name-<pid>-<n>`, limited to what nspawn accepts as a machine name.
