@@ -1,0 +1,124 @@
+//! First boot the CoreOS way: packaging/dropfix-firstboot.service, enabled, runs
+//! `dropfix fix --no-restart` before docker's first start, so docker comes up fixed with no
+//! restart at all. Proven on a real systemd (harness containers), with the stand-in daemon and
+//! with Debian's real dockerd. Needs root; never skips.
+
+mod support;
+
+use std::time::Duration;
+use support::{dropfix_bin, Container, Setup, NETNS_PATH};
+
+const UNIT: &str = "dropfix-firstboot.service";
+const UNIT_TEXT: &str = include_str!("../packaging/dropfix-firstboot.service");
+/// Where the unit's ExecStart (and the .deb) expects the binary.
+const BIN: &str = "/usr/bin/dropfix";
+const UP: Duration = Duration::from_secs(60);
+
+fn prop(c: &Container, unit: &str, iface: &str, name: &str) -> String {
+    c.property(unit, &format!("org.freedesktop.systemd1.{iface}"), name)
+}
+
+fn mono(c: &Container, unit: &str, name: &str) -> u64 {
+    let v = prop(c, unit, "Unit", name);
+    v.parse().unwrap_or_else(|_| panic!("{unit} {name}: {v}"))
+}
+
+/// The oneshot ran once, succeeded, and had finished before docker's start began.
+fn assert_firstboot_ran_before_docker(c: &Container) {
+    c.wait_active_state("docker.service", &["active"], UP);
+    assert_eq!(
+        prop(c, UNIT, "Unit", "ActiveState"),
+        "active",
+        "RemainAfterExit=yes"
+    );
+    assert_eq!(prop(c, UNIT, "Service", "Result"), "success");
+    assert_eq!(prop(c, UNIT, "Service", "ExecMainStatus"), "0");
+    let fixed_at = mono(c, UNIT, "ActiveEnterTimestampMonotonic");
+    let docker_from = mono(c, "docker.service", "InactiveExitTimestampMonotonic");
+    assert!(fixed_at > 0 && docker_from > 0);
+    assert!(
+        fixed_at <= docker_from,
+        "docker.service left inactive at {docker_from}, before {UNIT} finished at {fixed_at}"
+    );
+    assert_eq!(
+        prop(c, "docker.service", "Service", "MountFlags"),
+        "0",
+        "docker's first start already without MountFlags"
+    );
+    let journal = c.sh_ok(&format!("journalctl -b --no-pager -o cat -u {UNIT}"));
+    assert!(
+        journal.contains("docker.service is not running, so it was not started"),
+        "dropfix's report in the journal:\n{journal}"
+    );
+}
+
+/// How often systemd started docker.service this boot ("Started ..." from PID 1).
+fn docker_starts_in_journal(c: &Container) -> usize {
+    // MESSAGE_ID of "Started <unit>." (SD_MESSAGE_UNIT_STARTED)
+    let out = c.sh_ok(
+        "journalctl -b --no-pager -o cat _PID=1 UNIT=docker.service \
+         MESSAGE_ID=39f53479d3a045ac8e11786248231fbf",
+    );
+    out.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+#[test]
+fn firstboot_unit_fixes_the_stand_in_docker_before_its_first_and_only_start() {
+    let setup = Setup::new()
+        .install_binary(dropfix_bin(), BIN)
+        .enabled_unit(UNIT, UNIT_TEXT);
+    let c = Container::boot("firstboot-standin", &setup);
+    assert_firstboot_ran_before_docker(&c);
+    let starts = std::fs::read_to_string(c.path("/run/fake-dockerd.starts")).unwrap_or_default();
+    assert_eq!(starts.lines().count(), 1, "docker started exactly once");
+    let pid = c.main_pid("docker.service");
+    assert!(c.in_pid1_mount_ns(pid), "docker in PID 1's mount namespace");
+    c.host_nsenter_net_ok(NETNS_PATH)
+        .expect("netns enterable from the host right after boot");
+    assert!(c
+        .path("/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf")
+        .exists());
+}
+
+#[test]
+fn firstboot_unit_fixes_real_dockerd_before_its_first_and_only_start() {
+    let setup = Setup::real_docker()
+        .install_binary(dropfix_bin(), BIN)
+        .enabled_unit(UNIT, UNIT_TEXT);
+    let c = Container::boot("firstboot-docker", &setup);
+    assert_firstboot_ran_before_docker(&c);
+    assert_eq!(
+        docker_starts_in_journal(&c),
+        1,
+        "docker started exactly once"
+    );
+    assert_eq!(prop(&c, "docker.service", "Service", "NRestarts"), "0");
+    let dockerd = c.main_pid("docker.service");
+    assert!(
+        c.in_pid1_mount_ns(dockerd),
+        "dockerd in PID 1's mount namespace"
+    );
+    let image = c.docker_import_busybox();
+    c.sh_ok(&format!("docker run -d --name first {image} sleep 600"));
+    let key = c.sandbox_key("first");
+    let addr = c
+        .host_in_netns(&key, &["ip", "-br", "addr"])
+        .unwrap_or_else(|e| panic!("nsenter --net={key} from the host: {e}"));
+    assert!(
+        addr.lines().any(|l| l.starts_with("eth0")),
+        "eth0 in {key}:\n{addr}"
+    );
+    c.docker_rm_all();
+}
+
+#[test]
+fn firstboot_unit_is_skipped_where_there_is_no_docker() {
+    let setup = Setup::new()
+        .no_docker()
+        .install_binary(dropfix_bin(), BIN)
+        .enabled_unit(UNIT, UNIT_TEXT);
+    let c = Container::boot("firstboot-nodocker", &setup);
+    assert_eq!(prop(&c, UNIT, "Unit", "ActiveState"), "inactive");
+    assert_eq!(prop(&c, UNIT, "Unit", "ConditionResult"), "false");
+    assert!(!c.path("/etc/systemd/system/docker.service.d").exists());
+}
