@@ -41,6 +41,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Fix(args) => fix(&ctx, &args),
         Command::Revert(args) => revert(&ctx, &args),
+        Command::Generate(g) => crate::cli::generate(&g.what)
+            .context("writing generated text")
+            .map(|()| 0),
     }
 }
 

@@ -66,6 +66,53 @@ pub enum Command {
     ///
     /// A file changed by someone else since dropfix wrote it is left alone, and said so.
     Revert(RevertArgs),
+    /// Write the man pages or shell completions built from these definitions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// `dropfix generate` (hidden): text built from the clap definitions, so it is never written
+/// twice.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+/// What `dropfix generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// dropfix.1 and one page a subcommand (dropfix-fix.1, ...), in roff, into DIR.
+    Man {
+        /// Directory to write the pages into (must exist).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// The completion script for SHELL, on stdout.
+    Completions {
+        /// Shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes what `dropfix generate` asks for.
+pub fn generate(what: &Generate) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match what {
+        Generate::Man { dir } => clap_mangen::generate_to(cmd, dir),
+        Generate::Completions { shell } => {
+            use std::io::Write;
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut cmd.clone(), "dropfix", &mut text);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&text)?;
+            out.flush()
+        }
+    }
 }
 
 /// Options shared by commands that may reload and restart.
