@@ -4,7 +4,152 @@
 use crate::root::{basename, join, parent, Entry, Root};
 use crate::syntax::{self, UnitFile};
 use crate::unitname::{self, UnitName};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Alias names by the unit name they point to.
+type AliasMap = HashMap<String, Vec<String>>;
+
+/// Listings and file types read once and shared by every unit looked up, so scanning
+/// thousands of units costs one `readdir` per directory instead of one per unit.
+pub struct Index<'a> {
+    root: &'a Root,
+    dirs: Vec<SearchDir>,
+    listings: RefCell<HashMap<String, Rc<Vec<String>>>>,
+    entries: RefCell<HashMap<String, Entry>>,
+    aliases: RefCell<Option<Rc<AliasMap>>>,
+    resolved: RefCell<Option<Rc<Vec<String>>>>,
+}
+
+impl<'a> Index<'a> {
+    /// An index over `root` and its search path.
+    pub fn new(root: &'a Root, dirs: &[SearchDir]) -> Self {
+        Index {
+            root,
+            dirs: dirs.to_vec(),
+            listings: RefCell::new(HashMap::new()),
+            entries: RefCell::new(HashMap::new()),
+            aliases: RefCell::new(None),
+            resolved: RefCell::new(None),
+        }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &Root {
+        self.root
+    }
+
+    /// The search path.
+    pub fn dirs(&self) -> &[SearchDir] {
+        &self.dirs
+    }
+
+    /// Sorted names in a directory (cached).
+    pub fn list_dir(&self, dir: &str) -> Result<Rc<Vec<String>>> {
+        if let Some(l) = self.listings.borrow().get(dir) {
+            return Ok(l.clone());
+        }
+        let l = Rc::new(self.root.list_dir(dir)?);
+        self.listings
+            .borrow_mut()
+            .insert(dir.to_string(), l.clone());
+        Ok(l)
+    }
+
+    /// What is at `path` (cached); a name missing from its search directory's listing is
+    /// known to be missing without asking the kernel.
+    pub fn entry(&self, path: &str) -> Result<Entry> {
+        if let Some(e) = self.entries.borrow().get(path) {
+            return Ok(e.clone());
+        }
+        let dir = parent(path);
+        if self.dirs.iter().any(|d| d.path == dir) {
+            self.list_dir(dir)?;
+        }
+        if let Some(l) = self.listings.borrow().get(dir) {
+            if l.binary_search_by(|n| n.as_str().cmp(basename(path)))
+                .is_err()
+            {
+                return Ok(Entry::Missing);
+            }
+        }
+        let e = self.root.entry(path)?;
+        self.entries
+            .borrow_mut()
+            .insert(path.to_string(), e.clone());
+        Ok(e)
+    }
+
+    /// The search directories with symlinks resolved (cached).
+    fn resolved_dirs(&self) -> Result<Rc<Vec<String>>> {
+        if let Some(r) = self.resolved.borrow().as_ref() {
+            return Ok(r.clone());
+        }
+        let r = Rc::new(
+            self.dirs
+                .iter()
+                .map(|d| self.root.resolve(&d.path))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        *self.resolved.borrow_mut() = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Resolve symlinks inside the root.
+    pub fn resolve(&self, path: &str) -> Result<String> {
+        self.root.resolve(path)
+    }
+
+    /// Read a file.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.root.read(path)
+    }
+
+    /// Every unit file name along the search path (fragments and aliases), sorted, unique.
+    pub fn unit_names(&self) -> Result<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for d in &self.dirs {
+            for n in self.list_dir(&d.path)?.iter() {
+                if unitname::check(n, true).is_ok() {
+                    out.insert(n.clone());
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Alias symlinks by the unit name they point to, built once.
+    fn alias_map(&self) -> Result<Rc<AliasMap>> {
+        if let Some(m) = self.aliases.borrow().as_ref() {
+            return Ok(m.clone());
+        }
+        let mut m: AliasMap = HashMap::new();
+        for d in &self.dirs {
+            let names = self.list_dir(&d.path)?;
+            for n in names.iter() {
+                if UnitName::parse(n).is_err() {
+                    continue;
+                }
+                if let Entry::Symlink(t) = self.entry(&join(&d.path, n))? {
+                    let Some(tb) = t.file_name().and_then(|s| s.to_str()) else {
+                        continue;
+                    };
+                    if tb != n {
+                        let v = m.entry(tb.to_string()).or_default();
+                        if !v.contains(n) {
+                            v.push(n.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let m = Rc::new(m);
+        *self.aliases.borrow_mut() = Some(m.clone());
+        Ok(m)
+    }
+}
 
 /// The system manager's unit search path, highest priority first (v252 `systemd-analyze
 /// unit-paths`; `/usr/lib64/systemd/system` as found on CoreOS).
@@ -161,10 +306,20 @@ pub fn discover(
     name: &UnitName,
     version: Option<u32>,
 ) -> Result<std::result::Result<Discovered, Missing>> {
+    discover_in(&Index::new(root, dirs), name, version)
+}
+
+/// [`discover`] through a shared [`Index`].
+pub fn discover_in(
+    ix: &Index,
+    name: &UnitName,
+    version: Option<u32>,
+) -> Result<std::result::Result<Discovered, Missing>> {
+    let dirs = ix.dirs();
     let mut primary = name.clone();
     let mut fragment = None;
     for _ in 0..8 {
-        match find_fragment(root, dirs, primary.as_str())? {
+        match find_fragment(ix, primary.as_str())? {
             FragmentLookup::Found(f) => {
                 fragment = Some(f);
                 break;
@@ -177,7 +332,7 @@ pub fn discover(
             FragmentLookup::NotFound => {
                 // An instance falls back to its template's fragment.
                 if let Some(t) = primary.template() {
-                    match find_fragment(root, dirs, &t)? {
+                    match find_fragment(ix, &t)? {
                         FragmentLookup::Found(f) => {
                             fragment = Some(f);
                             break;
@@ -193,25 +348,32 @@ pub fn discover(
     let Some(fragment) = fragment else {
         bail!("{name}: alias chain too long");
     };
-    let aliases = find_aliases(root, dirs, &primary)?;
+    let aliases = ix
+        .alias_map()?
+        .get(primary.as_str())
+        .cloned()
+        .unwrap_or_default();
     let dropin_dirs = dropin_dirs(dirs, &primary, &aliases, version);
     let mut dropins = Vec::new();
     for (order, (dir, rank)) in dropin_dirs.iter().enumerate() {
-        for f in root.list_dir(dir)? {
-            if !f.ends_with(".conf") || hidden_or_backup(&f) {
+        if !matches!(ix.entry(dir)?, Entry::Dir | Entry::Symlink(_)) {
+            continue;
+        }
+        for f in ix.list_dir(dir)?.iter() {
+            if !f.ends_with(".conf") || hidden_or_backup(f) {
                 continue;
             }
-            let path = join(dir, &f);
-            let (masked, data) = match root.entry(&path)? {
+            let path = join(dir, f);
+            let (masked, data) = match ix.entry(&path)? {
                 Entry::Missing | Entry::Dir => continue,
                 Entry::Symlink(t) if is_dev_null(&t) => (true, Vec::new()),
                 Entry::Symlink(_) | Entry::File => {
-                    let real = root.resolve(&path)?;
-                    match root.entry(&real)? {
+                    let real = ix.resolve(&path)?;
+                    match ix.root().entry(&real)? {
                         Entry::File => {}
                         _ => continue, // dangling or a directory: systemd skips it with a warning
                     }
-                    let data = root.read(&path)?;
+                    let data = ix.read(&path)?;
                     (data.is_empty(), data)
                 }
             };
@@ -244,11 +406,12 @@ fn is_dev_null(target: &std::path::Path) -> bool {
     target == std::path::Path::new("/dev/null")
 }
 
-fn find_fragment(root: &Root, dirs: &[SearchDir], name: &str) -> Result<FragmentLookup> {
+fn find_fragment(ix: &Index, name: &str) -> Result<FragmentLookup> {
+    let root = ix.root();
     let mut found: Option<Fragment> = None;
-    for d in dirs {
+    for d in ix.dirs() {
         let path = join(&d.path, name);
-        let entry = root.entry(&path)?;
+        let entry = ix.entry(&path)?;
         if entry == Entry::Missing || entry == Entry::Dir {
             continue;
         }
@@ -264,11 +427,7 @@ fn find_fragment(root: &Root, dirs: &[SearchDir], name: &str) -> Result<Fragment
                     bail!("{path}: symlink points to {real}, which is not a file");
                 }
                 let real_dir = root.resolve(parent(&real))?;
-                let in_search_path = dirs
-                    .iter()
-                    .map(|s| root.resolve(&s.path))
-                    .collect::<Result<Vec<_>>>()?
-                    .contains(&real_dir);
+                let in_search_path = ix.resolved_dirs()?.contains(&real_dir);
                 let target_name = basename(&real).to_string();
                 if in_search_path && target_name != name {
                     if unitname::check(&target_name, true).is_err() {
@@ -297,26 +456,6 @@ fn find_fragment(root: &Root, dirs: &[SearchDir], name: &str) -> Result<Fragment
         });
     }
     Ok(found.map_or(FragmentLookup::NotFound, FragmentLookup::Found))
-}
-
-/// Symlinks in the search path that name `primary` as their target: systemd's aliases.
-fn find_aliases(root: &Root, dirs: &[SearchDir], primary: &UnitName) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    let suffix = format!(".{}", primary.unit_type());
-    for d in dirs {
-        for n in root.list_dir(&d.path)? {
-            if n == primary.as_str() || !n.ends_with(&suffix) || out.contains(&n) {
-                continue;
-            }
-            if let Entry::Symlink(t) = root.entry(&join(&d.path, &n))? {
-                let tb = t.file_name().and_then(|s| s.to_str()).unwrap_or("");
-                if tb == primary.as_str() && UnitName::parse(&n).is_ok() {
-                    out.push(n);
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Drop-in directories in systemd's visiting order: for each name (primary first), for each
@@ -447,9 +586,18 @@ pub fn parse_sources(
     Ok(out)
 }
 
-/// Read a file as text for a person, refusing bytes that are not UTF-8.
+/// Read a file as text, refusing bytes that are not UTF-8 with the file and line they are on
+/// (systemd skips comment lines unchecked, so the parser alone does not catch them all).
 pub fn text(path: &str, data: &[u8]) -> Result<String> {
-    String::from_utf8(data.to_vec()).with_context(|| format!("{path}: not valid UTF-8"))
+    String::from_utf8(data.to_vec()).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let line = syntax::split_lines(&data[..bad])
+            .iter()
+            .filter(|l| !l.end.is_empty())
+            .count()
+            + 1;
+        anyhow::anyhow!("{path}:{line}: not valid UTF-8")
+    })
 }
 
 #[cfg(test)]
@@ -464,6 +612,15 @@ mod tests {
             masked: false,
             data: Vec::new(),
         }
+    }
+
+    #[test]
+    fn text_names_the_line_of_the_first_invalid_utf8_byte() {
+        assert_eq!(text("/u", b"[Service]\n").unwrap(), "[Service]\n");
+        let e = text("/u", b"[Service]\r\n# caf\xe9\r\nMountFlags=slave\r\n").unwrap_err();
+        assert_eq!(e.to_string(), "/u:2: not valid UTF-8");
+        let e = text("/u", b"\xff").unwrap_err();
+        assert_eq!(e.to_string(), "/u:1: not valid UTF-8");
     }
 
     #[test]
