@@ -4,12 +4,15 @@
 use crate::apply::Writer;
 use crate::cli::{Cli, Color, Command, FixArgs, Format, LiveArgs, RevertArgs, StrategyArg};
 use crate::discover::{self, Missing, SearchDir};
+use crate::doctor;
 use crate::effective::MountFlags;
+use crate::inspect;
 use crate::lock::Lock;
 use crate::manager::{JobOutcome, ServiceManager, Systemd, UnitState};
 use crate::plan::{self, FileChange, Strategy, UnitPlan};
 use crate::render::{self, FileReport, FixReport, RevertReport, Style, UnitReport, VerifyReport};
 use crate::root::Root;
+use crate::scan;
 use crate::state::{self, Applied};
 use crate::unitname::UnitName;
 use crate::verify::{self, Check};
@@ -41,6 +44,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Fix(args) => fix(&ctx, &args),
         Command::Revert(args) => revert(&ctx, &args),
+        Command::Doctor(args) => doctor(&ctx, &args),
+        Command::Scan(args) => scan(&ctx, &args),
         Command::Generate(g) => crate::cli::generate(&g.what)
             .context("writing generated text")
             .map(|()| 0),
@@ -203,23 +208,46 @@ fn unit_report(p: &UnitPlan) -> UnitReport {
             .map(|o| format!("{}:{}", o.path, o.line)),
         warnings: p.warnings.clone(),
         notes: p.notes.clone(),
-        files: p
-            .changes
-            .iter()
-            .map(|c| FileReport {
-                path: c.path.clone(),
-                action: serde_json::to_value(c.action)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                diff: render::diff(&c.path, &c.old, &c.new),
-            })
-            .collect(),
+        files: p.changes.iter().map(file_report).collect(),
         active_state: None,
         restarted: false,
         job_result: None,
         verify: None,
     }
+}
+
+fn file_report(c: &FileChange) -> FileReport {
+    FileReport {
+        path: c.path.clone(),
+        action: serde_json::to_value(c.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        diff: render::diff(&c.path, &c.old, &c.new),
+    }
+}
+
+/// What /run/netns and the tmpfiles.d line are now, and the changes `--link-ip-netns` needs.
+fn plan_netns(root: &Root) -> Result<Vec<FileChange>> {
+    use crate::root::Entry;
+    let now = match root.entry(plan::IP_NETNS)? {
+        Entry::Missing => plan::NetnsDir::Missing,
+        Entry::Symlink(t) => plan::NetnsDir::Link(t.to_string_lossy().into_owned()),
+        Entry::Dir => {
+            let names = root.list_dir(plan::IP_NETNS)?;
+            if names.is_empty() {
+                plan::NetnsDir::EmptyDir
+            } else {
+                plan::NetnsDir::Busy(names)
+            }
+        }
+        Entry::File => plan::NetnsDir::Other,
+    };
+    let tmpfiles = match root.entry(plan::TMPFILES_NETNS)? {
+        Entry::File => Some(root.read(plan::TMPFILES_NETNS)?),
+        _ => None,
+    };
+    plan::plan_ip_netns(&now, tmpfiles.as_deref())
 }
 
 /// Same file? Paths systemd reports may go through /lib -> /usr/lib and other links.
@@ -382,7 +410,12 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
             restart,
         });
     }
-    let files_change = plans.iter().any(|p| !p.changes.is_empty());
+    let mut netns_changes = if args.link_ip_netns {
+        plan_netns(root)?
+    } else {
+        Vec::new()
+    };
+    let files_change = plans.iter().any(|p| !p.changes.is_empty()) || !netns_changes.is_empty();
     // systemd still runs an old configuration: the files are fixed but not loaded.
     let reload_pending = plans.iter().zip(&live_units).any(|(p, l)| {
         l.state.mount_flags.and_then(MountFlags::from_bus) != Some(p.after.mount_flags)
@@ -395,7 +428,8 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         .collect();
     let live_mode = mgr.is_some();
     let mut actions = Vec::new();
-    if live_mode || (!ctx.offline && files_change) {
+    // Offline, a preview still lists what a live run would do; an offline write clears it.
+    if live_mode || files_change {
         if files_change || reload_pending {
             actions.push("daemon-reload".to_string());
         }
@@ -417,6 +451,7 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         live: live_mode,
         changed: files_change || !actions.is_empty(),
         units: plans.iter().map(unit_report).collect(),
+        files: netns_changes.iter().map(file_report).collect(),
         notes: global_notes,
         actions,
         pending: Vec::new(),
@@ -442,9 +477,16 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         if files_change {
             let _lock = Lock::acquire(root)?;
             plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
-            apply_all(root, &plans)?;
+            netns_changes = if args.link_ip_netns {
+                plan_netns(root)?
+            } else {
+                Vec::new()
+            };
+            apply_all(root, &plans, &netns_changes)?;
             report.units = plans.iter().map(unit_report).collect();
-            report.changed = plans.iter().any(|p| !p.changes.is_empty());
+            report.files = netns_changes.iter().map(file_report).collect();
+            report.changed =
+                plans.iter().any(|p| !p.changes.is_empty()) || !netns_changes.is_empty();
         }
         report.actions.clear();
         ctx.out_fix(&report)?;
@@ -489,7 +531,13 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                 .find(|(_, n)| *n == u.unit)
                 .and_then(|(a, _)| a.clone());
         }
-        Some(apply_all(root, &plans)?)
+        netns_changes = if args.link_ip_netns {
+            plan_netns(root)?
+        } else {
+            Vec::new()
+        };
+        report.files = netns_changes.iter().map(file_report).collect();
+        Some(apply_all(root, &plans, &netns_changes)?)
     } else {
         None
     };
@@ -719,11 +767,12 @@ fn verify_unit(p: &UnitPlan, st: &UnitState) -> VerifyReport {
 }
 
 /// Write every plan's changes in one all-or-nothing step.
-fn apply_all(root: &Root, plans: &[UnitPlan]) -> Result<Applied> {
+fn apply_all(root: &Root, plans: &[UnitPlan], extra: &[FileChange]) -> Result<Applied> {
     let w = Writer::new(root);
     let changes: Vec<(&str, &FileChange)> = plans
         .iter()
         .flat_map(|p| p.changes.iter().map(move |c| (p.unit.as_str(), c)))
+        .chain(extra.iter().map(|c| ("docker.service", c)))
         .collect();
     state::apply_changes(&w, &changes).context("writing the override")
 }
@@ -843,5 +892,345 @@ fn restart_after(
         report.restarted.push(u.clone());
     }
     ctx.out_revert(report)?;
+    Ok(0)
+}
+
+/// Microseconds since the epoch of a path's modification time, if it exists.
+fn mtime_us(root: &Root, path: &str) -> Option<u64> {
+    let m = std::fs::symlink_metadata(root.host_path(path)).ok()?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(t.as_micros()).ok()
+}
+
+/// What the files say about a unit, for the doctor.
+fn file_facts(
+    root: &Root,
+    dirs: &[SearchDir],
+    name: &UnitName,
+    version: Option<&Version>,
+) -> Result<doctor::FileFacts> {
+    let d = match discover::discover(root, dirs, name, version.map(|v| v.major))? {
+        Ok(d) => d,
+        Err(Missing::NotFound) => bail!("no unit file found"),
+        Err(Missing::Masked(p)) => bail!("masked by {p}"),
+    };
+    let section = crate::effective::exec_section(d.unit.unit_type()).unwrap_or("Service");
+    let applied = discover::applied(&d.dropins);
+    let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)?;
+    let rule = version.map_or(crate::effective::EmptyAssignment::Resets, |v| {
+        crate::effective::EmptyAssignment::for_version(v.major)
+    });
+    let effective = crate::effective::merge(&sources, section, rule);
+    let mut newest = mtime_us(root, &d.fragment.path);
+    for p in applied
+        .iter()
+        .map(|x| x.path.as_str())
+        .chain(d.dropin_dirs.iter().map(|(p, _)| p.as_str()))
+    {
+        newest = newest.max(mtime_us(root, p));
+    }
+    Ok(doctor::FileFacts {
+        effective,
+        newest_change_us: newest,
+    })
+}
+
+/// Facts about /proc: namespace files, who holds them, leaked mounts.
+fn host_proc_facts(host: &mut doctor::HostFacts, targets: &[String]) {
+    let proc = inspect::Proc::new();
+    host.pid1_ns = verify::mount_ns(proc.path(), 1);
+    if host.pid1_ns.is_none() {
+        host.unchecked.push("PID 1's mount namespace is unreadable (run as root): namespace, netns and leaked-mount checks skipped".into());
+        return;
+    }
+    let (procs, unreadable) = proc.processes();
+    if unreadable > 0 {
+        host.unchecked.push(format!(
+            "{unreadable} process(es) could not be read (run as root to see them all)"
+        ));
+    }
+    let by_ns = inspect::by_namespace(&procs);
+    let pid1_ns = host.pid1_ns.clone().unwrap_or_default();
+    // One mountinfo read per namespace.
+    let mut ns_mounts: Vec<(&inspect::Process, Vec<inspect::Mount>)> = Vec::new();
+    for (ns, members) in &by_ns {
+        if *ns == pid1_ns {
+            continue;
+        }
+        if let Some(first) = members.first() {
+            if let Some(m) = proc.mounts(first.pid) {
+                ns_mounts.push((first, m));
+            }
+        }
+    }
+    let pid1_points: Vec<String> = proc.mount_points(1).unwrap_or_default();
+    host.ip_netns_linked = match (
+        std::fs::canonicalize(proc.path().join("1/root/run/netns")),
+        std::fs::canonicalize(proc.path().join("1/root/run/docker/netns")),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let mut seen = Vec::new();
+    for dir in verify::NETNS_DIRS {
+        let real = proc.path().join("1/root").join(dir.trim_start_matches('/'));
+        let Ok(canon) = std::fs::canonicalize(&real) else {
+            continue;
+        };
+        if seen.contains(&canon) {
+            continue;
+        }
+        seen.push(canon.clone());
+        let Ok(rd) = std::fs::read_dir(&canon) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            let shown = format!("{dir}/{n}");
+            let nsfs = verify::is_nsfs(&canon.join(&n)).ok();
+            let holders = if nsfs == Some(false) {
+                ns_mounts
+                    .iter()
+                    .filter(|(_, mounts)| {
+                        mounts.iter().any(|m| {
+                            m.point == shown
+                                || (dir == &"/run/docker/netns"
+                                    && m.point == format!("/var{shown}"))
+                        })
+                    })
+                    .map(|(p, _)| (*p).clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            host.netns.push(doctor::NetnsEntry {
+                path: shown,
+                nsfs,
+                holders,
+            });
+        }
+    }
+    const DOCKER_DIRS: &[&str] = &["/var/lib/docker", "/run/docker", "/var/run/docker"];
+    for (ns, members) in &by_ns {
+        if *ns == pid1_ns {
+            continue;
+        }
+        // The target units' own namespace (the MountFlags problem) and containers are not leaks.
+        let Some(rep) = members.iter().find(|p| {
+            p.unit.as_deref().is_none_or(|u| {
+                !(targets.iter().any(|t| t == u)
+                    || u.starts_with("docker-") && u.ends_with(".scope"))
+            })
+        }) else {
+            continue;
+        };
+        if members.iter().any(|p| {
+            p.unit
+                .as_deref()
+                .is_some_and(|u| targets.iter().any(|t| t == u))
+        }) {
+            continue;
+        }
+        let Some((_, mounts)) = ns_mounts.iter().find(|(p, _)| p.mnt_ns == **ns) else {
+            continue;
+        };
+        let held: Vec<&inspect::Mount> = mounts
+            .iter()
+            .filter(|m| DOCKER_DIRS.iter().any(|d| inspect::under(&m.point, d)))
+            .collect();
+        let stale = held
+            .iter()
+            .filter(|m| !m.slave || !pid1_points.contains(&m.point))
+            .count();
+        if !held.is_empty() {
+            host.leaks.push(doctor::Leak {
+                process: (*rep).clone(),
+                mounts: held.len(),
+                stale,
+            });
+        }
+    }
+}
+
+fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
+    let root = &ctx.root;
+    let explicit = !args.units.is_empty();
+    let names = if explicit {
+        parse_units(&args.units)?
+    } else {
+        parse_units(
+            &DEFAULT_UNITS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )?
+    };
+    let dirs = discover::search_path(root)?;
+    let mut mgr = if ctx.offline {
+        None
+    } else {
+        Some(Systemd::connect().context("could not check")?)
+    };
+    let version = version_for(root, None, mgr.as_mut())?;
+    let mut host = doctor::HostFacts {
+        version: version.clone(),
+        ..doctor::HostFacts::default()
+    };
+    let mut facts = Vec::new();
+    for name in &names {
+        let bus = match mgr.as_mut() {
+            Some(m) => Some(
+                m.unit(name.as_str())
+                    .with_context(|| format!("asking systemd about {name}"))?,
+            ),
+            None => None,
+        };
+        let files = file_facts(root, &dirs, name, version.as_ref());
+        let not_there = bus.as_ref().is_some_and(|b| b.load_state == "not-found")
+            || (bus.is_none()
+                && files
+                    .as_ref()
+                    .is_err_and(|e| e.to_string() == "no unit file found"));
+        if not_there {
+            if explicit || name.as_str() == "docker.service" {
+                bail!("could not check {name}: unit not found");
+            }
+            continue;
+        }
+        let main_ns = bus
+            .as_ref()
+            .filter(|b| b.main_pid != 0)
+            .and_then(|b| verify::mount_ns(Path::new("/proc"), b.main_pid));
+        let (files, files_error) = match files {
+            Ok(f) => (Some(f), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        facts.push(doctor::UnitFacts {
+            unit: name.to_string(),
+            files,
+            files_error,
+            bus,
+            main_ns,
+        });
+    }
+    if let Some(m) = mgr.as_mut() {
+        host.loaded_at_us = [
+            m.manager_u64("UnitsLoadFinishTimestamp"),
+            m.manager_u64("UnitsLoadTimestamp"),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        let targets: Vec<String> = facts.iter().map(|f| f.unit.clone()).collect();
+        host_proc_facts(&mut host, &targets);
+    } else {
+        host.unchecked
+            .push("offline (--root): process, namespace and netns checks need a live host".into());
+    }
+    let d = doctor::diagnose(&facts, &host);
+    match ctx.format {
+        Format::Json => print_json(&d)?,
+        Format::Text => print(&render::doctor_text(&d, ctx.style))?,
+    }
+    Ok(if d.healthy { 0 } else { EXIT_PENDING })
+}
+
+/// The result of `scan`.
+#[derive(Debug, serde::Serialize)]
+struct ScanReport {
+    command: String,
+    live: bool,
+    scanned: usize,
+    units: Vec<scan::Row>,
+}
+
+fn scan(ctx: &Ctx, args: &crate::cli::ScanArgs) -> Result<i32> {
+    let root = &ctx.root;
+    let (rows, scanned, live) = if ctx.offline {
+        let version = version_for(root, args.systemd_version, None)?;
+        let dirs = discover::search_path(root)?;
+        let ix = discover::Index::new(root, &dirs);
+        let mut rows = Vec::new();
+        let mut scanned = 0;
+        let rule = version
+            .as_ref()
+            .map_or(crate::effective::EmptyAssignment::Resets, |v| {
+                crate::effective::EmptyAssignment::for_version(v.major)
+            });
+        for n in ix.unit_names()? {
+            let Ok(name) = UnitName::parse(&n) else {
+                continue;
+            };
+            if name.unit_type() != "service" {
+                continue;
+            }
+            let Ok(d) = discover::discover_in(&ix, &name, version.as_ref().map(|v| v.major))?
+            else {
+                continue;
+            };
+            if d.unit != name {
+                continue; // an alias: its unit is listed under its own name
+            }
+            scanned += 1;
+            let applied = discover::applied(&d.dropins);
+            let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)
+                .with_context(|| format!("reading {n}"))?;
+            let eff = crate::effective::merge(&sources, "Service", rule);
+            if let Some(r) = scan::from_effective(&n, &eff, version.as_ref().map(|v| v.major)) {
+                rows.push(r);
+            }
+        }
+        (rows, scanned, false)
+    } else {
+        let mut m = Systemd::connect()?;
+        let version = version_for(root, args.systemd_version, Some(&mut m))?;
+        let units: Vec<_> = m
+            .list_units()?
+            .into_iter()
+            .filter(|u| u.name.ends_with(".service") && u.load_state == "loaded")
+            .collect();
+        let paths: Vec<String> = units.iter().map(|u| u.path.clone()).collect();
+        let props = m.properties_many(&paths, "org.freedesktop.systemd1.Service")?;
+        let mut rows = Vec::new();
+        for (u, p) in units.iter().zip(&props) {
+            if let Some(p) = p {
+                if let Some(r) = scan::from_properties(
+                    &u.name,
+                    &u.active_state,
+                    p,
+                    version.as_ref().map(|v| v.major),
+                ) {
+                    rows.push(r);
+                }
+            }
+        }
+        (rows, units.len(), true)
+    };
+    let report = ScanReport {
+        command: "scan".into(),
+        live,
+        scanned,
+        units: rows,
+    };
+    match ctx.format {
+        Format::Json => print_json(&report)?,
+        Format::Text => {
+            let mut t = scan::table(&report.units);
+            t.push_str(&format!(
+                "{} of {} service(s) run in a mount namespace of their own\n",
+                report.units.len(),
+                report.scanned
+            ));
+            print(&t)?
+        }
+    }
     Ok(0)
 }

@@ -28,7 +28,12 @@ pub enum Current {
     },
     /// A symlink and its target.
     Symlink(String),
-    /// Something dropfix never touches (directory, device, ...).
+    /// A directory, with its permission bits.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Something dropfix never touches (device, socket, ...).
     Other,
 }
 
@@ -126,8 +131,27 @@ impl<'a> Writer<'a> {
                     data,
                 })
             }
+            rfs::FileType::Directory => Ok(Current::Dir {
+                mode: st.st_mode & 0o7777,
+            }),
             _ => Ok(Current::Other),
         }
+    }
+
+    /// Create a directory with `mode` (its parent must exist).
+    pub fn mkdir(&self, path: &str, mode: u32) -> Result<()> {
+        if !allowed(path) {
+            bail!("refusing to create {path}");
+        }
+        let (Some(dir), _) = self.open_dir(parent(path), false)? else {
+            bail!("cannot create {path}: {} is missing", parent(path));
+        };
+        match rfs::mkdirat(&dir, basename(path), Mode::from_raw_mode(mode)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(anyhow!(e)).with_context(|| format!("cannot create {path}")),
+        }
+        rfs::fsync(&dir).with_context(|| format!("cannot sync {}", parent(path)))?;
+        Ok(())
     }
 
     /// Atomically make `path` a regular file with `data` and `mode`; returns created dirs.

@@ -66,6 +66,22 @@ pub enum Command {
     ///
     /// A file changed by someone else since dropfix wrote it is left alone, and said so.
     Revert(RevertArgs),
+    /// Say what is wrong on a live host, with evidence, before anyone edits anything.
+    ///
+    /// Per unit: MountFlags as systemd runs it and as the files say (and which files set it),
+    /// whether systemd has loaded the files on disk, whether the main process shares PID 1's
+    /// mount namespace. For the host: every namespace file under /run/docker/netns and
+    /// /run/netns (enterable, or a plain file whose mount lives elsewhere, and who holds it),
+    /// services holding mounts under docker's directories in their own namespace ("device or
+    /// resource busy"), and the systemd version's empty-MountFlags trap. Read-only. Exit 0
+    /// healthy, 3 a problem was found, 1 it could not check.
+    Doctor(DoctorArgs),
+    /// List every service whose mount namespace hides its mounts from the host.
+    ///
+    /// Live: every loaded service, from systemd's own properties. With --root: every unit
+    /// file found, merged as systemd would. MountFlags=slave/private and the sandboxing
+    /// settings that do the same (PrivateTmp=, ProtectSystem=, ReadOnlyPaths=, ...).
+    Scan(ScanArgs),
     /// Write the man pages or shell completions built from these definitions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -115,6 +131,22 @@ pub fn generate(what: &Generate) -> std::io::Result<()> {
     }
 }
 
+/// `dropfix doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Units to examine (default: docker.service, and early-docker.service where it exists).
+    #[arg(value_name = "UNIT")]
+    pub units: Vec<String>,
+}
+
+/// `dropfix scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Plan for this systemd version (offline; `shared` hides mounts before 242).
+    #[arg(long, value_name = "N")]
+    pub systemd_version: Option<u32>,
+}
+
 /// Options shared by commands that may reload and restart.
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -152,6 +184,11 @@ pub struct FixArgs {
     /// (any version).
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyArg>,
+    /// Also make `ip netns list/exec` see docker's namespaces: /run/netns becomes a link to
+    /// /run/docker/netns (now, and at every boot through /etc/tmpfiles.d). Refused when
+    /// /run/netns already holds namespaces. `revert` undoes it.
+    #[arg(long)]
+    pub link_ip_netns: bool,
     /// Reload/restart behaviour on a live host.
     #[command(flatten)]
     pub live: LiveArgs,

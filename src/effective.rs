@@ -179,6 +179,26 @@ const NAMESPACING: &[(&str, Kind)] = &[
     ("IPCNamespacePath", Kind::NotIn(&[""])),
 ];
 
+/// Names of the settings (and D-Bus properties) that force a mount namespace.
+pub fn namespacing_keys() -> impl Iterator<Item = &'static str> {
+    NAMESPACING.iter().map(|(k, _)| *k)
+}
+
+/// Does a setting's value (as systemd reports it over D-Bus, reduced to a string or a list
+/// length) force a mount namespace?
+pub fn forces_namespace(key: &str, value: &str, list_len: Option<usize>) -> bool {
+    match NAMESPACING
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, kind)| kind)
+    {
+        Some(Kind::List) => list_len.unwrap_or(0) > 0,
+        Some(Kind::Bool) => !BOOL_FALSE.contains(&value.to_ascii_lowercase().as_str()),
+        Some(Kind::NotIn(off)) => !off.contains(&value.to_ascii_lowercase().as_str()),
+        None => false,
+    }
+}
+
 fn parse_mount_flags(value: &str, empty: EmptyAssignment) -> Option<MountFlags> {
     // MountFlags does no unquoting and no specifiers: the value must match exactly.
     match value {

@@ -369,6 +369,180 @@ impl Systemd {
     }
 }
 
+/// A method call in flight.
+type PendingCall<'a> = Pin<Box<dyn Future<Output = zbus::Result<Message>> + 'a>>;
+
+/// A unit as `ListUnits` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUnit {
+    /// Primary name.
+    pub name: String,
+    /// `LoadState`.
+    pub load_state: String,
+    /// `ActiveState`.
+    pub active_state: String,
+    /// `SubState`.
+    pub sub_state: String,
+    /// Object path.
+    pub path: String,
+}
+
+/// A property value reduced to what dropfix reasons about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropValue {
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An unsigned number.
+    Num(u64),
+    /// An array, by length.
+    List(usize),
+    /// Anything else.
+    Other,
+}
+
+impl From<&OwnedValue> for PropValue {
+    fn from(v: &OwnedValue) -> Self {
+        use zbus::zvariant::Value;
+        match &**v {
+            Value::Bool(b) => PropValue::Bool(*b),
+            Value::Str(s) => PropValue::Str(s.to_string()),
+            Value::U64(n) => PropValue::Num(*n),
+            Value::U32(n) => PropValue::Num(u64::from(*n)),
+            Value::Array(a) => PropValue::List(a.len()),
+            _ => PropValue::Other,
+        }
+    }
+}
+
+impl Systemd {
+    /// Every loaded unit (`ListUnits`): one round trip.
+    pub fn list_units(&mut self) -> Result<Vec<ListedUnit>> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        );
+        let reply = self
+            .call(
+                SYSTEMD,
+                MANAGER_PATH,
+                MANAGER,
+                "ListUnits",
+                &(),
+                CALL_TIMEOUT,
+            )
+            .context("listing units")?;
+        let rows: Vec<Row> = reply
+            .body()
+            .deserialize()
+            .context("unexpected reply to ListUnits")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ListedUnit {
+                name: r.0,
+                load_state: r.2,
+                active_state: r.3,
+                sub_state: r.4,
+                path: r.6.to_string(),
+            })
+            .collect())
+    }
+
+    /// `GetAll(iface)` on many objects with every call in flight at once (systemd has no bulk
+    /// property call, so pipelining is the fewest round trips the API allows).
+    pub fn properties_many(
+        &mut self,
+        paths: &[String],
+        iface: &str,
+    ) -> Result<Vec<Option<HashMap<String, PropValue>>>> {
+        let body = (iface,);
+        let mut calls: Vec<Option<PendingCall<'_>>> = paths
+            .iter()
+            .map(|p| {
+                let f: PendingCall<'_> = Box::pin(self.conn.call_method(
+                    Some(SYSTEMD),
+                    p.as_str(),
+                    Some(PROPERTIES),
+                    "GetAll",
+                    &body,
+                ));
+                Some(f)
+            })
+            .collect();
+        let mut results: Vec<Option<zbus::Result<Message>>> =
+            (0..paths.len()).map(|_| None).collect();
+        let deadline = Instant::now() + CALL_TIMEOUT + Duration::from_millis(paths.len() as u64);
+        let all = poll_fn(|cx| {
+            let mut pending = false;
+            for (i, slot) in calls.iter_mut().enumerate() {
+                if let Some(f) = slot {
+                    match f.as_mut().poll(cx) {
+                        Poll::Ready(r) => {
+                            results[i] = Some(r);
+                            *slot = None;
+                        }
+                        Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        });
+        if block_on_until(deadline, all).is_none() {
+            return Err(anyhow!(
+                "systemd did not answer {} property reads in time",
+                paths.len()
+            ));
+        }
+        let mut out = Vec::with_capacity(paths.len());
+        for r in results {
+            let map = match r {
+                Some(Ok(m)) => m
+                    .body()
+                    .deserialize::<HashMap<String, OwnedValue>>()
+                    .ok()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), PropValue::from(v)))
+                            .collect()
+                    }),
+                // A unit unloaded meanwhile: no properties.
+                _ => None,
+            };
+            out.push(map);
+        }
+        Ok(out)
+    }
+
+    /// A manager property of type t (timestamps), None when this systemd lacks it.
+    pub fn manager_u64(&mut self, name: &str) -> Option<u64> {
+        let reply = self
+            .call(
+                SYSTEMD,
+                MANAGER_PATH,
+                PROPERTIES,
+                "Get",
+                &(MANAGER, name),
+                CALL_TIMEOUT,
+            )
+            .ok()?;
+        let v: OwnedValue = reply.body().deserialize().ok()?;
+        u64::try_from(v).ok()
+    }
+}
+
 impl ServiceManager for Systemd {
     fn version(&mut self) -> Result<String> {
         let reply = self

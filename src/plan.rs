@@ -64,6 +64,8 @@ pub struct FileChange {
     pub new: Vec<u8>,
     /// Why, for a person.
     pub purpose: String,
+    /// The path becomes a symlink to this target instead of a file with `new`.
+    pub link: Option<String>,
 }
 
 /// The plan for one unit.
@@ -129,6 +131,23 @@ pub fn choose(
             (f, format!("--strategy {} chosen", f.as_str()), warn)
         }
     }
+}
+
+/// The name of dropfix's drop-in: [`DROPIN_NAME`] with as many `z` in front as it takes to
+/// sort after every other drop-in name it can sort after. No run of `z` passes a name whose
+/// first byte other than `z` sorts above `z` (`~local.conf`, `été.conf`): a drop-in like that
+/// which sets MountFlags is neutralised by a same-named file instead.
+pub fn own_dropin_name(others: &[&str]) -> String {
+    let passable: Vec<&[u8]> = others
+        .iter()
+        .map(|o| o.as_bytes())
+        .filter(|o| o.iter().find(|&&b| b != b'z').is_some_and(|&b| b < b'z'))
+        .collect();
+    let mut name = DROPIN_NAME.to_string();
+    while passable.iter().any(|o| *o >= name.as_bytes()) {
+        name.insert(0, 'z');
+    }
+    name
 }
 
 /// Render the header for a generated file.
@@ -295,14 +314,8 @@ pub fn plan_unit(
                     && x.basename().ends_with(DROPIN_NAME)
                     && is_generated(&x.data)
             });
-            let mut name = DROPIN_NAME.to_string();
-            while others
-                .iter()
-                .any(|o| o.basename().as_bytes() >= name.as_bytes())
-            {
-                name.insert(0, 'z');
-            }
-            let path = join(&etc_dir, &name);
+            let names: Vec<&str> = others.iter().map(|o| o.basename()).collect();
+            let path = join(&etc_dir, &own_dropin_name(&names));
             let content = format!(
                 "{}{}",
                 header(
@@ -320,6 +333,7 @@ pub fn plan_unit(
                         old: o.data.clone(),
                         new: Vec::new(),
                         purpose: "an earlier dropfix drop-in under another name".into(),
+                        link: None,
                     });
                 }
             }
@@ -331,6 +345,7 @@ pub fn plan_unit(
                     old: cur.data.clone(),
                     new: content,
                     purpose: "reset MountFlags".into(),
+                    link: None,
                 }),
                 None => changes.push(FileChange {
                     path: path.clone(),
@@ -338,6 +353,7 @@ pub fn plan_unit(
                     old: Vec::new(),
                     new: content,
                     purpose: "reset MountFlags".into(),
+                    link: None,
                 }),
             }
         }
@@ -376,6 +392,7 @@ pub fn plan_unit(
                     },
                     new: content,
                     purpose: format!("full copy of {} without MountFlags", d.fragment.path),
+                    link: None,
                 });
             }
             notes.push(format!(
@@ -449,6 +466,7 @@ pub fn plan_unit(
                 old: existing.map(|e| e.data.clone()).unwrap_or_default(),
                 new: content,
                 purpose: format!("{} sets MountFlags again", dropin.path),
+                link: None,
             });
             notes.push(format!(
                 "{} would set MountFlags again; {} hides it with the same content minus MountFlags",
@@ -506,4 +524,119 @@ pub fn writable_path(path: &str) -> bool {
     (path.starts_with(&format!("{ETC_UNITS}/")) || path.starts_with(&format!("{ETC_CONTROL}/")))
         && !path.contains("/../")
         && basename(path) != ".."
+}
+
+/// Where docker keeps its network namespace files.
+pub const DOCKER_NETNS: &str = "/run/docker/netns";
+/// Where `ip netns` looks for named namespaces.
+pub const IP_NETNS: &str = "/run/netns";
+/// systemd-tmpfiles line that recreates the link at every boot (/run is a tmpfs).
+pub const TMPFILES_NETNS: &str = "/etc/tmpfiles.d/dropfix-ip-netns.conf";
+
+/// What /run/netns is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsDir {
+    /// Not there.
+    Missing,
+    /// A symlink with this target.
+    Link(String),
+    /// An empty directory.
+    EmptyDir,
+    /// A directory with these entries.
+    Busy(Vec<String>),
+    /// A file or something else.
+    Other,
+}
+
+/// Plan `--link-ip-netns`: /run/netns becomes a link to docker's directory (now, and at every
+/// boot through tmpfiles.d), so `ip netns list/exec` see docker's namespaces. Refused when
+/// /run/netns holds anything: those namespaces belong to someone else.
+pub fn plan_ip_netns(now: &NetnsDir, tmpfiles: Option<&[u8]>) -> Result<Vec<FileChange>> {
+    let mut changes = Vec::new();
+    let link_ok = matches!(now, NetnsDir::Link(t) if t == DOCKER_NETNS || t == "docker/netns");
+    match now {
+        _ if link_ok => {}
+        NetnsDir::Missing | NetnsDir::EmptyDir => changes.push(FileChange {
+            path: IP_NETNS.into(),
+            action: if *now == NetnsDir::Missing { Action::Create } else { Action::Replace },
+            old: Vec::new(),
+            new: format!("symlink to {DOCKER_NETNS}\n").into_bytes(),
+            purpose: "ip netns sees docker's namespaces".into(),
+            link: Some(DOCKER_NETNS.into()),
+        }),
+        NetnsDir::Link(t) => bail!(
+            "--link-ip-netns: {IP_NETNS} already links to {t}; dropfix leaves it alone (remove it first to link it to {DOCKER_NETNS})"
+        ),
+        NetnsDir::Busy(names) => bail!(
+            "--link-ip-netns: {IP_NETNS} already holds namespaces ({}); dropfix leaves it alone. Link single namespaces instead: ln -s {DOCKER_NETNS}/<id> {IP_NETNS}/<id>",
+            names.join(", ")
+        ),
+        NetnsDir::Other => bail!("--link-ip-netns: {IP_NETNS} exists and is not a directory; dropfix leaves it alone"),
+    }
+    let conf = format!(
+        "{}L {IP_NETNS} - - - - {DOCKER_NETNS}\n",
+        HEADER
+            .lines()
+            .next()
+            .map(|l| l.replace(
+                "{what}",
+                "link /run/netns to docker's namespaces at every boot"
+            ))
+            .map(|l| format!("{l}\n# Undo: dropfix revert\n"))
+            .unwrap_or_default()
+    );
+    if tmpfiles != Some(conf.as_bytes()) {
+        changes.push(FileChange {
+            path: TMPFILES_NETNS.into(),
+            action: if tmpfiles.is_some() {
+                Action::Replace
+            } else {
+                Action::Create
+            },
+            old: tmpfiles.map(<[u8]>::to_vec).unwrap_or_default(),
+            new: conf.into_bytes(),
+            purpose: "recreate the /run/netns link at boot".into(),
+            link: None,
+        });
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_dropin_sorts_after_z_names_by_adding_z_in_front() {
+        assert_eq!(own_dropin_name(&[]), DROPIN_NAME);
+        assert_eq!(own_dropin_name(&["99-slave.conf"]), DROPIN_NAME);
+        let n = own_dropin_name(&["zzzz.conf", "zz-dropfix-mountflags.conf"]);
+        assert_eq!(n, format!("zzz{DROPIN_NAME}"));
+        assert!(n.as_str() > "zzzz.conf");
+    }
+
+    #[test]
+    fn own_dropin_name_terminates_when_a_name_sorts_above_every_run_of_z() {
+        // '~' and UTF-8 lead bytes sort after 'z': no run of z passes them (this looped forever).
+        let n = own_dropin_name(&["~local.conf", "été.conf", "zz~.conf", "50-x.conf"]);
+        assert_eq!(n, DROPIN_NAME);
+    }
+
+    #[test]
+    fn ip_netns_link_is_planned_for_missing_or_empty_and_refused_when_busy() {
+        let c = plan_ip_netns(&NetnsDir::Missing, None).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].link.as_deref(), Some(DOCKER_NETNS));
+        assert!(
+            String::from_utf8_lossy(&c[1].new).contains("L /run/netns - - - - /run/docker/netns")
+        );
+        assert_eq!(
+            plan_ip_netns(&NetnsDir::EmptyDir, None).unwrap()[0].action,
+            Action::Replace
+        );
+        let done = plan_ip_netns(&NetnsDir::Link(DOCKER_NETNS.into()), Some(&c[1].new)).unwrap();
+        assert!(done.is_empty());
+        let e = plan_ip_netns(&NetnsDir::Busy(vec!["blue".into()]), None).unwrap_err();
+        assert!(e.to_string().contains("blue"), "{e}");
+    }
 }

@@ -149,6 +149,8 @@ pub struct FixReport {
     pub changed: bool,
     /// Per unit.
     pub units: Vec<UnitReport>,
+    /// Files outside any unit (`--link-ip-netns`).
+    pub files: Vec<FileReport>,
     /// Notes about the run as a whole.
     pub notes: Vec<String>,
     /// systemd was reloaded.
@@ -230,7 +232,12 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
             out.push_str(&format!("  {} {w}\n", style.warn("warning:")));
         }
     }
-    let files: Vec<&FileReport> = r.units.iter().flat_map(|u| u.files.iter()).collect();
+    let files: Vec<&FileReport> = r
+        .units
+        .iter()
+        .flat_map(|u| u.files.iter())
+        .chain(r.files.iter())
+        .collect();
     if !files.is_empty() {
         out.push('\n');
     }
@@ -321,6 +328,58 @@ pub fn revert_text(r: &RevertReport, style: Style) -> String {
     }
     for p in &r.pending {
         out.push_str(&format!("{} {p}\n", style.warn("still to do:")));
+    }
+    out
+}
+
+/// Text for `doctor`: a verdict per unit, then each finding with its evidence and fix.
+pub fn doctor_text(d: &crate::doctor::Diagnosis, style: Style) -> String {
+    use crate::doctor::{Finding, Status};
+    fn finding(out: &mut String, f: &Finding, style: Style) {
+        let tag = match f.status {
+            Status::Ok => style.good("ok       "),
+            Status::Problem => style.bad("PROBLEM  "),
+            Status::Info => style.dim("info     "),
+            Status::Unchecked => style.warn("unchecked"),
+        };
+        out.push_str(&format!("  {tag} {}\n", f.summary));
+        for e in &f.evidence {
+            out.push_str(&format!("            {}\n", style.dim(e)));
+        }
+        if let Some(fix) = &f.fix {
+            out.push_str(&format!("            fix: {}\n", style.bold(fix)));
+        }
+    }
+    let mut out = String::new();
+    for u in &d.units {
+        let verdict = if u.healthy {
+            style.good("healthy")
+        } else {
+            style.bad("PROBLEM")
+        };
+        out.push_str(&format!("{}: {verdict}\n", style.bold(&u.unit)));
+        for f in &u.findings {
+            finding(&mut out, f, style);
+        }
+    }
+    out.push_str(&format!("{}\n", style.bold("host:")));
+    for f in &d.host {
+        finding(&mut out, f, style);
+    }
+    let problems = d
+        .units
+        .iter()
+        .flat_map(|u| u.findings.iter())
+        .chain(d.host.iter())
+        .filter(|f| f.status == Status::Problem)
+        .count();
+    if problems == 0 {
+        out.push_str(&format!("{}\n", style.good("healthy: nothing to fix")));
+    } else {
+        out.push_str(&format!(
+            "{}\n",
+            style.bad(&format!("{problems} problem(s) found"))
+        ));
     }
     out
 }

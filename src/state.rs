@@ -32,6 +32,11 @@ pub enum Original {
         /// Its target.
         target: String,
     },
+    /// An empty directory (replaced by a symlink).
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
 }
 
 /// One path dropfix changed.
@@ -45,6 +50,9 @@ pub struct Record {
     pub original: Original,
     /// What dropfix last left there (None: dropfix removed it).
     pub written: Option<String>,
+    /// `written` is a symlink target, not file content.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
 }
 
 /// Everything dropfix changed in a root.
@@ -111,6 +119,10 @@ impl Applied {
                     w.write(path, data, *mode)?;
                 }
                 Current::Symlink(t) => w.symlink(path, t)?,
+                Current::Dir { mode } => {
+                    w.remove(path)?;
+                    w.mkdir(path, *mode)?;
+                }
                 Current::Other => {}
             }
         }
@@ -155,6 +167,9 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
         manifest: loaded.clone(),
         before,
     };
+    if changes.is_empty() {
+        return Ok(applied);
+    }
     let mut m = loaded.unwrap_or(Manifest {
         version: 1,
         ..Manifest::default()
@@ -167,12 +182,14 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
     }
     m.note_dirs(dirs);
     for (unit, c) in changes {
-        let written = match c.action {
-            Action::Remove => None,
+        let written = match (&c.action, &c.link) {
+            (Action::Remove, _) => None,
+            (_, Some(target)) => Some(target.clone()),
             _ => Some(String::from_utf8_lossy(&c.new).into_owned()),
         };
         if let Some(r) = m.records.iter_mut().find(|r| r.path == c.path) {
             r.written = written;
+            r.link = c.link.is_some();
             continue;
         }
         let original = match w.current(&c.path)? {
@@ -183,7 +200,8 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
                 Original::File { mode, backup }
             }
             Current::Symlink(target) => Original::Symlink { target },
-            Current::Other => bail!(
+            Current::Dir { mode } if c.link.is_some() => Original::Dir { mode },
+            Current::Dir { .. } | Current::Other => bail!(
                 "{}: not a regular file or symlink; dropfix will not replace it",
                 c.path
             ),
@@ -193,13 +211,15 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
             unit: unit.to_string(),
             original,
             written,
+            link: c.link.is_some(),
         });
     }
     m.save(w)?;
     for (_, c) in changes {
-        let r = match c.action {
-            Action::Remove => w.remove(&c.path),
-            Action::Create | Action::Replace => w.write(&c.path, &c.new, 0o644).map(|_| ()),
+        let r = match (&c.action, &c.link) {
+            (Action::Remove, _) => w.remove(&c.path),
+            (_, Some(target)) => link_over(w, &c.path, target),
+            _ => w.write(&c.path, &c.new, 0o644).map(|_| ()),
         };
         if let Err(e) = r {
             // Leave nothing half-done: put back what this run changed.
@@ -248,12 +268,14 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
         }
         let cur = w.current(&r.path)?;
         let ours = match (&r.written, &cur) {
-            (Some(text), Current::File { data, .. }) => data == text.as_bytes(),
+            (Some(text), Current::File { data, .. }) => !r.link && data == text.as_bytes(),
+            (Some(text), Current::Symlink(t)) => r.link && t == text,
             (None, Current::Absent) => true,
             _ => false,
         };
         let before = match &cur {
             Current::File { data, .. } => data.clone(),
+            Current::Symlink(t) => format!("symlink to {t}\n").into_bytes(),
             _ => Vec::new(),
         };
         if !ours {
@@ -279,7 +301,10 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
                 };
                 ("restore", data)
             }
-            Original::Symlink { .. } => ("restore", Vec::new()),
+            Original::Symlink { target } => {
+                ("restore", format!("symlink to {target}\n").into_bytes())
+            }
+            Original::Dir { .. } => ("restore", Vec::new()),
         };
         if !dry_run {
             match &r.original {
@@ -288,6 +313,10 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
                     w.write(&r.path, &after, *mode)?;
                 }
                 Original::Symlink { target } => w.symlink(&r.path, target)?,
+                Original::Dir { mode } => {
+                    w.remove(&r.path)?;
+                    w.mkdir(&r.path, *mode)?;
+                }
             }
         }
         out.push(Reverted {
@@ -343,4 +372,14 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
         m.save(w)?;
     }
     Ok(out)
+}
+
+/// Make `path` a symlink to `target`, replacing an empty directory if one is there.
+fn link_over(w: &Writer, path: &str, target: &str) -> Result<()> {
+    if let Current::Dir { .. } = w.current(path)? {
+        if !w.rmdir_if_empty(path)? {
+            bail!("{path} is a directory that is not empty; dropfix leaves it alone");
+        }
+    }
+    w.symlink(path, target)
 }

@@ -1,0 +1,191 @@
+//! Scan: which services run (or would run) in a mount namespace that hides their mounts from
+//! the host, from systemd's properties (live) or from the unit files (`--root`).
+
+use crate::effective::{self, Effective, MountFlags};
+use crate::manager::PropValue;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Units known to make mounts that other processes need to see.
+const MOUNT_MAKERS: &[&str] = &[
+    "docker",
+    "containerd",
+    "kubelet",
+    "crio",
+    "cri-o",
+    "podman",
+    "flannel",
+    "cni",
+];
+
+/// One service with a private mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// Unit name.
+    pub unit: String,
+    /// MountFlags: slave, private, shared or "" (unset).
+    pub mount_flags: String,
+    /// Other settings that force a mount namespace, as `Key=value`.
+    pub settings: Vec<String>,
+    /// ActiveState (live) or "" (offline).
+    pub active: String,
+    /// Known to make mounts others need (docker, containerd, kubelet, ...).
+    pub makes_mounts: bool,
+}
+
+/// Does this unit name belong to software known to make mounts others need?
+pub fn makes_mounts(unit: &str) -> bool {
+    let stem = unit
+        .rsplit_once('.')
+        .map_or(unit, |(s, _)| s)
+        .to_ascii_lowercase();
+    MOUNT_MAKERS.iter().any(|m| stem.contains(m))
+}
+
+/// Whether a MountFlags value alone creates a namespace on this systemd: slave and private
+/// always; shared before 242 (v242 treats it like unset).
+fn flags_hide(flags: MountFlags, version: Option<u32>) -> bool {
+    match flags {
+        MountFlags::Slave | MountFlags::Private => true,
+        MountFlags::Shared => version.is_some_and(|v| v < 242),
+        MountFlags::Unset => false,
+    }
+}
+
+/// A row from systemd's Service properties, when the unit has a private mount namespace.
+pub fn from_properties(
+    unit: &str,
+    active: &str,
+    props: &HashMap<String, PropValue>,
+    version: Option<u32>,
+) -> Option<Row> {
+    let flags = match props.get("MountFlags") {
+        Some(PropValue::Num(n)) => MountFlags::from_bus(*n).unwrap_or(MountFlags::Unset),
+        _ => MountFlags::Unset,
+    };
+    let mut settings = Vec::new();
+    for key in effective::namespacing_keys() {
+        let hit = match props.get(key) {
+            Some(PropValue::Bool(b)) => b.then(|| "yes".to_string()),
+            Some(PropValue::Str(s)) => effective::forces_namespace(key, s, None).then(|| s.clone()),
+            Some(PropValue::List(n)) => {
+                effective::forces_namespace(key, "", Some(*n)).then(|| format!("({n} entries)"))
+            }
+            _ => None,
+        };
+        if let Some(v) = hit {
+            settings.push(format!("{key}={v}"));
+        }
+    }
+    row(unit, active, flags, settings, version)
+}
+
+/// A row from the merged unit files, when the unit would have a private mount namespace.
+pub fn from_effective(unit: &str, eff: &Effective, version: Option<u32>) -> Option<Row> {
+    let settings = eff
+        .namespacing
+        .iter()
+        .map(|n| format!("{}={}", n.key, n.value))
+        .collect();
+    row(unit, "", eff.mount_flags, settings, version)
+}
+
+fn row(
+    unit: &str,
+    active: &str,
+    flags: MountFlags,
+    settings: Vec<String>,
+    version: Option<u32>,
+) -> Option<Row> {
+    if !flags_hide(flags, version) && settings.is_empty() {
+        return None;
+    }
+    Some(Row {
+        unit: unit.to_string(),
+        mount_flags: flags.as_str().to_string(),
+        settings,
+        active: active.to_string(),
+        makes_mounts: makes_mounts(unit),
+    })
+}
+
+/// The rows as an aligned table.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let w = rows.iter().map(|r| r.unit.len()).max().unwrap_or(4).max(4);
+    let a = rows
+        .iter()
+        .map(|r| r.active.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    out.push_str(&format!(
+        "{:<w$}  {:<10}  {:<a$}  {:<12}  OTHER SETTINGS\n",
+        "UNIT", "MOUNTFLAGS", "ACTIVE", "MAKES MOUNTS"
+    ));
+    for r in rows {
+        let line = format!(
+            "{:<w$}  {:<10}  {:<a$}  {:<12}  {}\n",
+            r.unit,
+            if r.mount_flags.is_empty() {
+                "-"
+            } else {
+                &r.mount_flags
+            },
+            if r.active.is_empty() { "-" } else { &r.active },
+            if r.makes_mounts { "yes" } else { "-" },
+            r.settings.join(" ")
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slave_and_sandboxing_are_rows_plain_units_are_not() {
+        let mut p = HashMap::new();
+        p.insert("MountFlags".to_string(), PropValue::Num(524_288));
+        let r = from_properties("docker.service", "active", &p, Some(252)).unwrap();
+        assert_eq!(r.mount_flags, "slave");
+        assert!(r.makes_mounts);
+        let mut q = HashMap::new();
+        q.insert("MountFlags".to_string(), PropValue::Num(0));
+        q.insert("PrivateTmp".to_string(), PropValue::Bool(true));
+        q.insert("ProtectSystem".to_string(), PropValue::Str("no".into()));
+        q.insert("ReadOnlyPaths".to_string(), PropValue::List(0));
+        let r = from_properties("x.service", "active", &q, Some(252)).unwrap();
+        assert_eq!(r.settings, ["PrivateTmp=yes"]);
+        let mut plain = HashMap::new();
+        plain.insert("MountFlags".to_string(), PropValue::Num(0));
+        plain.insert("PrivateTmp".to_string(), PropValue::Bool(false));
+        assert!(from_properties("y.service", "active", &plain, Some(252)).is_none());
+    }
+
+    #[test]
+    fn shared_hides_mounts_only_before_242() {
+        let mut p = HashMap::new();
+        p.insert("MountFlags".to_string(), PropValue::Num(1_048_576));
+        assert!(from_properties("a.service", "", &p, Some(241)).is_some());
+        assert!(from_properties("a.service", "", &p, Some(252)).is_none());
+    }
+
+    #[test]
+    fn known_mount_makers() {
+        for u in [
+            "docker.service",
+            "containerd.service",
+            "kubelet.service",
+            "crio.service",
+            "flanneld.service",
+            "early-docker.service",
+        ] {
+            assert!(makes_mounts(u), "{u}");
+        }
+        assert!(!makes_mounts("sshd.service"));
+    }
+}
