@@ -12,7 +12,8 @@ use support::{Container, Setup, NETNS_PATH};
 const DROPIN: &str = "/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf";
 
 fn setup() -> Setup {
-    Setup::new().install_binary(env!("CARGO_BIN_EXE_dropfix"), "/usr/local/bin/dropfix")
+    // DROPFIX_BIN (tests/run: the static release build) or the binary cargo built
+    Setup::new().install_binary(support::dropfix_bin(), "/usr/local/bin/dropfix")
 }
 
 struct Run {
