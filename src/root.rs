@@ -140,7 +140,19 @@ impl Root {
             let ent = ent.with_context(|| format!("cannot list {inner}"))?;
             match ent.file_name().into_string() {
                 Ok(n) => names.push(n),
-                Err(_) => continue, // not a possible unit or drop-in name
+                // systemd reads every *.conf in a drop-in directory, whatever its bytes
+                // (conf_files_list()): skipping one would hide a MountFlags= it sets.
+                Err(n)
+                    if inner.ends_with(".d")
+                        && n.as_encoded_bytes().ends_with(b".conf")
+                        && !n.as_encoded_bytes().starts_with(b".") =>
+                {
+                    bail!(
+                        "{inner}: drop-in {:?} has a name that is not UTF-8; rename it",
+                        n.to_string_lossy()
+                    )
+                }
+                Err(_) => continue, // not a possible unit name: systemd ignores it too
             }
         }
         names.sort();
@@ -226,6 +238,32 @@ mod tests {
         symlink("a", t.path().join("b")).unwrap();
         let r = Root::new(t.path()).unwrap();
         assert!(r.resolve("/a/x").is_err());
+    }
+
+    #[test]
+    fn non_utf8_drop_in_name_is_an_error_not_skipped() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("usr/lib/systemd/system/docker.service.d");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(std::ffi::OsStr::from_bytes(b"\xff.conf")), "").unwrap();
+        fs::write(d.join(std::ffi::OsStr::from_bytes(b".\xff.conf")), "").unwrap();
+        fs::write(
+            d.parent()
+                .unwrap()
+                .join(std::ffi::OsStr::from_bytes(b"\xff.service")),
+            "",
+        )
+        .unwrap();
+        let r = Root::new(t.path()).unwrap();
+        let e = r
+            .list_dir("/usr/lib/systemd/system/docker.service.d")
+            .unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        assert_eq!(
+            r.list_dir("/usr/lib/systemd/system").unwrap(),
+            ["docker.service.d"]
+        );
     }
 
     #[test]

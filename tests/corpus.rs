@@ -1,0 +1,213 @@
+//! The real-world corpus (../shared/corpus/units): every file as the vendor docker.service of a
+//! fresh root, and every drop-in-looking file as a vendor drop-in next to a `MountFlags=slave`
+//! unit, for a systemd that ignores an empty `MountFlags=` (231) and one that resets on it
+//! (252). A file that sets MountFlags must end up unset and stay fixed; one that does not must
+//! need no change. Failures are collected so one run lists every failing file.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const VERSIONS: &[&str] = &["231", "252"];
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/units")
+}
+
+/// Every regular file under `dir`, recursively, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let rd = fs::read_dir(&d).unwrap_or_else(|e| panic!("listing {}: {e}", d.display()));
+        for e in rd {
+            let p = e.expect("a dir entry").path();
+            let ft = fs::symlink_metadata(&p).expect("metadata").file_type();
+            if ft.is_dir() {
+                todo.push(p);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Corpus names carry the commit they came from: `10-kubeadm.conf@af8551ab`.
+fn real_name(p: &Path) -> String {
+    let n = p.file_name().expect("a file name").to_string_lossy();
+    n.split('@').next().unwrap_or(&n).to_string()
+}
+
+fn all_files() -> Vec<PathBuf> {
+    let dir = corpus_dir();
+    assert!(
+        dir.is_dir(),
+        "corpus not found at {} (expected ../shared/corpus/units next to the repo)",
+        dir.display()
+    );
+    let files = files_under(&dir);
+    assert!(
+        files.len() >= 50,
+        "only {} corpus files under {}",
+        files.len(),
+        dir.display()
+    );
+    files
+}
+
+/// Whether dropfix found MountFlags set, for the non-vacuity counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Fixed,
+    NothingToDo,
+}
+
+/// Run the contract on a prepared root; returns a description of what went wrong, if anything.
+fn check_root(f: &Fixture, version: &str) -> Result<Outcome, String> {
+    let before = f.snapshot();
+    // Cross-check with the tests' own small reader (no continuations: none in the corpus
+    // touches MountFlags).
+    let v: u32 = version.parse().expect("a version number");
+    let model = effective_mount_flags(f.path(), "docker.service", v);
+    let r = f.run(&["fix", "--format", "json", "--systemd-version", version]);
+    if r.code != 0 {
+        return Err(format!("fix failed\n{r}"));
+    }
+    if r.stderr.contains("panicked") {
+        return Err(format!("panic\n{r}"));
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&r.stdout).map_err(|e| format!("bad JSON: {e}\n{r}"))?;
+    let u = j["units"]
+        .as_array()
+        .and_then(|us| us.iter().find(|u| u["unit"] == "docker.service"))
+        .ok_or_else(|| format!("no docker.service in the report\n{r}"))?;
+    let before_flags = u["mount_flags_before"]
+        .as_str()
+        .ok_or_else(|| format!("no mount_flags_before\n{r}"))?;
+    if model != before_flags {
+        return Err(format!(
+            "dropfix reads MountFlags={before_flags:?}, the tests' reader {model:?}\n{r}"
+        ));
+    }
+    let sets = !before_flags.is_empty();
+    if !sets {
+        if j["changed"] != false {
+            return Err(format!("MountFlags unset but changed is not false\n{r}"));
+        }
+        let d = before.differences(&f.snapshot(), true);
+        if !d.is_empty() {
+            return Err(format!("nothing to do, yet the tree changed:\n{d}{r}"));
+        }
+        return Ok(Outcome::NothingToDo);
+    }
+    if u["mount_flags_after"] != "" {
+        return Err(format!(
+            "mount_flags_after is {} instead of \"\"\n{r}",
+            u["mount_flags_after"]
+        ));
+    }
+    if j["changed"] != true {
+        return Err(format!("MountFlags was set but changed is not true\n{r}"));
+    }
+    let model_after = effective_mount_flags(f.path(), "docker.service", v);
+    if !model_after.is_empty() {
+        return Err(format!(
+            "after the fix the tests' reader still finds MountFlags={model_after}\n{r}"
+        ));
+    }
+    let c = f.run(&["fix", "--check", "--systemd-version", version]);
+    if c.code != 0 {
+        return Err(format!("a second fix --check does not exit 0\n{c}"));
+    }
+    let rv = f.run(&["revert"]);
+    if rv.code != 0 {
+        return Err(format!("revert failed\n{rv}"));
+    }
+    let d = before.differences(&f.snapshot(), false);
+    if !d.is_empty() {
+        return Err(format!("revert did not restore the tree:\n{d}{rv}"));
+    }
+    Ok(Outcome::Fixed)
+}
+
+fn report(failures: &[String], total: usize, outcomes: &[Outcome]) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} corpus cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n==========\n")
+    );
+    let fixed = outcomes.iter().filter(|o| **o == Outcome::Fixed).count();
+    eprintln!(
+        "{total} corpus cases: {fixed} fixed, {} needed nothing",
+        outcomes.len() - fixed
+    );
+}
+
+#[test]
+fn every_corpus_file_as_the_vendor_unit_ends_with_mountflags_unset_or_needs_no_change() {
+    let files = all_files();
+    let mut failures = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut total = 0;
+    for path in &files {
+        let data = fs::read(path).expect("reading a corpus file");
+        for v in VERSIONS {
+            total += 1;
+            let f = Fixture::new();
+            f.file(VENDOR_DOCKER, &data);
+            f.age();
+            match check_root(&f, v) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => failures.push(format!("{} (systemd {v}): {e}", path.display())),
+            }
+        }
+    }
+    report(&failures, total, &outcomes);
+    // Not vacuous: the corpus has both units that set MountFlags and units that do not.
+    let fixed = outcomes.iter().filter(|o| **o == Outcome::Fixed).count();
+    assert!(fixed >= 40, "only {fixed} corpus cases set MountFlags");
+    assert!(
+        outcomes.len() - fixed >= 40,
+        "only {} cases needed nothing",
+        outcomes.len() - fixed
+    );
+}
+
+#[test]
+fn every_corpus_drop_in_next_to_a_slave_unit_ends_with_mountflags_unset() {
+    let drop_ins: Vec<PathBuf> = all_files()
+        .into_iter()
+        .filter(|p| real_name(p).ends_with(".conf"))
+        .collect();
+    assert!(!drop_ins.is_empty(), "no *.conf in the corpus");
+    let mut failures = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut total = 0;
+    for path in &drop_ins {
+        let data = fs::read(path).expect("reading a corpus file");
+        let name = real_name(path);
+        for v in VERSIONS {
+            total += 1;
+            let f = Fixture::new();
+            f.file(VENDOR_DOCKER, SLAVE_UNIT);
+            f.file(&format!("{VENDOR}/docker.service.d/{name}"), &data);
+            f.age();
+            match check_root(&f, v) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => failures.push(format!("{} as {name} (systemd {v}): {e}", path.display())),
+            }
+        }
+    }
+    report(&failures, total, &outcomes);
+    // Next to a MountFlags=slave unit, every case needs the fix.
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Fixed),
+        "{outcomes:?}"
+    );
+}
