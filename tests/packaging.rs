@@ -126,8 +126,15 @@ fn ignition_json_is_what_butane_makes_of_the_butane_config() {
     assert_eq!(i["systemd"]["units"].as_array().map(Vec::len), Some(1));
     assert_eq!(jstr(&ju["name"], "name"), UNIT_NAME);
     assert_eq!(ju["enabled"], true);
-    assert_eq!(jstr(&ju["contents"], "contents"), UNIT, "unit text, byte for byte");
-    assert_eq!(jstr(&ju["contents"], "contents"), ystr(&bu["contents"], "b"));
+    assert_eq!(
+        jstr(&ju["contents"], "contents"),
+        UNIT,
+        "unit text, byte for byte"
+    );
+    assert_eq!(
+        jstr(&ju["contents"], "contents"),
+        ystr(&bu["contents"], "b")
+    );
     let jd = &ju["dropins"][0];
     let bd = &bu["dropins"][0];
     assert_eq!(jstr(&jd["name"], "name"), ystr(&bd["name"], "name"));
@@ -155,7 +162,11 @@ fn cloud_config_enables_the_shipped_unit_byte_for_byte_and_installs_the_binary_f
             .unwrap_or_else(|| panic!("no unit {name}"))
     };
     let u = find(UNIT_NAME);
-    assert_eq!(ystr(&u["content"], "content"), UNIT, "unit text, byte for byte");
+    assert_eq!(
+        ystr(&u["content"], "content"),
+        UNIT,
+        "unit text, byte for byte"
+    );
     assert_eq!(u["enable"].as_bool(), Some(true));
     assert_eq!(ystr(&u["command"], "command"), "start");
     let dropins = u["drop-ins"].as_vec().expect("drop-ins");
@@ -224,8 +235,11 @@ fn deb_installs_binary_man_pages_completions_and_the_firstboot_unit() {
     );
     let mode = fs::metadata(&installed).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o755);
-    let version = run(&mut Command::new(&installed).arg("--version"));
-    assert_eq!(version.trim(), format!("dropfix {}", env!("CARGO_PKG_VERSION")));
+    let version = run(Command::new(&installed).arg("--version"));
+    assert_eq!(
+        version.trim(),
+        format!("dropfix {}", env!("CARGO_PKG_VERSION"))
+    );
 
     // Man pages, generated from the clap definitions: the options are the real ones.
     let man = gunzip(&at("/usr/share/man/man1/dropfix.1.gz"));
@@ -275,7 +289,7 @@ fn static_release_binary_has_no_dynamic_dependencies() {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => {
             assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
+                std::env::var("CI").as_deref() != Ok("true"),
                 "CI runs tests/run, which sets DROPFIX_BIN to the static release build"
             );
             // Its own target directory: this `cargo test` holds the lock on the default one.
