@@ -9,10 +9,98 @@ use anyhow::{anyhow, bail, Context, Result};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
+use std::ffi::{CStr, CString};
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Names of dropfix's temporary files and directories start with this. systemd skips dot files,
+/// and anything left by a killed dropfix is swept by the next one (see [`Writer::sweep`]).
+pub const TMP_PREFIX: &str = ".#dropfix.";
+
+/// A fresh hidden name for a temporary next to `name`, within NAME_MAX.
+fn tmp_name(name: &str) -> String {
+    let mut end = name.len().min(200);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{TMP_PREFIX}{}.{}.{}",
+        &name[..end],
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Write `data` to a hidden temp file in `dir`, mode set explicitly, fsync, rename to `name`.
+/// The caller fsyncs `dir`.
+fn put_file(dir: &OwnedFd, name: &str, path: &str, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = tmp_name(name);
+    let result = (|| -> Result<()> {
+        let fd = rfs::openat(
+            dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .with_context(|| format!("cannot create a temporary file in {}", parent(path)))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode))
+            .with_context(|| format!("cannot chmod {path}"))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(data)
+            .with_context(|| format!("cannot write {path}"))?;
+        rfs::fsync(f.as_fd()).with_context(|| format!("cannot sync {path}"))?;
+        drop(f);
+        rfs::renameat(dir, tmp.as_str(), dir, name)
+            .with_context(|| format!("cannot rename into {path}"))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = rfs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    }
+    result
+}
+
+/// Remove `name` in `dir` and, if it is a directory, everything in it; no symlink followed.
+fn remove_all_at(dir: &OwnedFd, name: &CStr, depth: usize) -> Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let sub = match rfs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
+            return match rfs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(anyhow!(e)),
+            }
+        }
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(anyhow!(e)),
+    };
+    if depth > 16 {
+        bail!("{name:?}: nested too deep");
+    }
+    for n in names(&sub)? {
+        remove_all_at(&sub, &n, depth + 1)?;
+    }
+    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(anyhow!(e)),
+    }
+}
+
+/// The names in a directory, without `.` and `..`.
+fn names(dir: &OwnedFd) -> Result<Vec<CString>> {
+    let mut d = rfs::Dir::read_from(dir)?;
+    let mut out = Vec::new();
+    while let Some(e) = d.read() {
+        let e = e?;
+        let n = e.file_name();
+        if n != c"." && n != c".." {
+            out.push(n.to_owned());
+        }
+    }
+    Ok(out)
+}
 
 /// What is at a path, without following a final symlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,34 +255,7 @@ impl<'a> Writer<'a> {
                 bail!("cannot write {path}: a directory is in the way");
             }
         }
-        let tmp = format!(
-            ".#dropfix.{name}.{}.{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let result = (|| -> Result<()> {
-            let fd = rfs::openat(
-                &dir,
-                tmp.as_str(),
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(mode),
-            )
-            .with_context(|| format!("cannot create a temporary file in {}", parent(path)))?;
-            rfs::fchmod(&fd, Mode::from_raw_mode(mode))
-                .with_context(|| format!("cannot chmod {path}"))?;
-            let mut f = std::fs::File::from(fd);
-            f.write_all(data)
-                .with_context(|| format!("cannot write {path}"))?;
-            rfs::fsync(f.as_fd()).with_context(|| format!("cannot sync {path}"))?;
-            drop(f);
-            rfs::renameat(&dir, tmp.as_str(), &dir, name)
-                .with_context(|| format!("cannot rename into {path}"))?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
-            return Err(e);
-        }
+        put_file(&dir, name, path, data, mode)?;
         rfs::fsync(&dir).with_context(|| format!("cannot sync {}", parent(path)))?;
         Ok(made)
     }
@@ -207,7 +268,7 @@ impl<'a> Writer<'a> {
         let (dir, _) = self.open_dir(parent(path), true)?;
         let dir = dir.ok_or_else(|| anyhow!("cannot create {}", parent(path)))?;
         let name = basename(path);
-        let tmp = format!(".#dropfix.{name}.{}.l", std::process::id());
+        let tmp = tmp_name(name);
         let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
         rfs::symlinkat(target, &dir, tmp.as_str())
             .with_context(|| format!("cannot create link {path}"))?;
@@ -248,6 +309,121 @@ impl<'a> Writer<'a> {
             Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Ok(false),
             Err(e) => Err(anyhow!(e)).with_context(|| format!("cannot remove {path}")),
         }
+    }
+
+    /// Like [`Writer::write`], but when directories are missing on the way, the file is
+    /// written inside a hidden copy of them that is renamed into place last: the directories
+    /// never exist without the file. Returns the directories created, outermost first.
+    pub fn write_in_new_dirs(&self, path: &str, data: &[u8], mode: u32) -> Result<Vec<String>> {
+        let missing = self.missing_dirs(path)?;
+        let Some(top) = missing.first() else {
+            return self.write(path, data, mode);
+        };
+        if !allowed(path) {
+            bail!("refusing to write {path}: dropfix writes only overrides under /etc and its own state");
+        }
+        let (Some(base), _) = self.open_dir(parent(top), false)? else {
+            bail!("cannot create {top}: {} is missing", parent(top));
+        };
+        let tmp = tmp_name(basename(top));
+        let result = (|| -> Result<()> {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let mut chain = Vec::new();
+            let mut at: Option<OwnedFd> = None;
+            for (i, d) in missing.iter().enumerate() {
+                let name = if i == 0 { tmp.as_str() } else { basename(d) };
+                let parent_fd = at.as_ref().unwrap_or(&base);
+                rfs::mkdirat(parent_fd, name, Mode::from_raw_mode(0o755))
+                    .with_context(|| format!("cannot create {d}"))?;
+                let fd = rfs::openat(parent_fd, name, flags, Mode::empty())
+                    .with_context(|| format!("cannot open {d}"))?;
+                if let Some(prev) = at.take() {
+                    chain.push(prev);
+                }
+                at = Some(fd);
+            }
+            let last = at.as_ref().unwrap_or(&base);
+            put_file(last, basename(path), path, data, mode)?;
+            rfs::fsync(last).with_context(|| format!("cannot sync {}", parent(path)))?;
+            for fd in chain.iter().rev() {
+                rfs::fsync(fd).context("cannot sync a new directory")?;
+            }
+            rfs::renameat_with(
+                &base,
+                tmp.as_str(),
+                &base,
+                basename(top),
+                rfs::RenameFlags::NOREPLACE,
+            )
+            .with_context(|| format!("cannot rename into {top}"))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = remove_all_at(&base, &CString::new(tmp).unwrap_or_default(), 0);
+            return Err(e);
+        }
+        rfs::fsync(&base).with_context(|| format!("cannot sync {}", parent(top)))?;
+        Ok(missing)
+    }
+
+    /// Take `dir` and everything in it away: renamed to a hidden name first (one atomic step
+    /// for systemd and for a later dropfix), then deleted. No symlink is followed.
+    pub fn remove_tree(&self, dir: &str) -> Result<()> {
+        // Only dropfix's state directory, or the parents of it that dropfix created.
+        let state = "/var/lib/dropfix";
+        if !(dir == state
+            || dir.starts_with("/var/lib/dropfix/")
+            || state.starts_with(&format!("{dir}/")))
+            || dir.split('/').any(|c| c == "..")
+        {
+            bail!("refusing to remove {dir}");
+        }
+        let (Some(base), _) = self.open_dir(parent(dir), false)? else {
+            return Ok(());
+        };
+        let tmp = tmp_name(basename(dir));
+        match rfs::renameat(&base, basename(dir), &base, tmp.as_str()) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(anyhow!(e)).with_context(|| format!("cannot remove {dir}")),
+        }
+        rfs::fsync(&base).with_context(|| format!("cannot sync {}", parent(dir)))?;
+        let c = CString::new(tmp).map_err(|_| anyhow!("{dir}: bad name"))?;
+        remove_all_at(&base, &c, 0).with_context(|| format!("cannot remove {dir}"))?;
+        rfs::fsync(&base).with_context(|| format!("cannot sync {}", parent(dir)))?;
+        Ok(())
+    }
+
+    /// Delete what a killed dropfix left in `dir`: hidden `.#dropfix.*` temp files and
+    /// directories. Callers hold the [`crate::lock::Lock`], so none of them is in use.
+    pub fn sweep(&self, dir: &str) -> Result<()> {
+        let (Some(fd), _) = self.open_dir(dir, false)? else {
+            return Ok(());
+        };
+        let mut any = false;
+        for n in names(&fd).with_context(|| format!("cannot list {dir}"))? {
+            if n.to_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+                remove_all_at(&fd, &n, 0)
+                    .with_context(|| format!("cannot remove {dir}/{}", n.to_string_lossy()))?;
+                any = true;
+            }
+        }
+        if any {
+            rfs::fsync(&fd).with_context(|| format!("cannot sync {dir}"))?;
+        }
+        Ok(())
+    }
+
+    /// Names in an in-root directory (empty when missing); no symlink followed.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let (Some(fd), _) = self.open_dir(dir, false)? else {
+            return Ok(Vec::new());
+        };
+        Ok(names(&fd)
+            .with_context(|| format!("cannot list {dir}"))?
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
     }
 
     /// The directories `write(path)` would create, outermost first.

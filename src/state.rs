@@ -1,11 +1,15 @@
 //! dropfix's own state: what it replaced (kept byte for byte) and what it wrote, so `revert`
 //! restores the tree exactly and never removes a file dropfix did not generate.
 //!
-//! Order of writes: backups, then the manifest, then the overrides. A crash at any point leaves
-//! either nothing done or a manifest that describes everything that may have been done.
+//! Order of writes: the manifest (on the first run created together with its directories, in
+//! one rename), then the backups, then the overrides. A crash at any point leaves either nothing
+//! done or a manifest that describes everything that may have been done; a record whose file
+//! still holds the original is dropped by `revert`, and the next run sweeps the hidden temp
+//! files a killed run left. `revert` takes the state directory away in one rename, last.
 
 use crate::apply::{Current, Writer};
 use crate::plan::{Action, FileChange};
+use crate::root::parent;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +87,8 @@ impl Manifest {
     fn save(&self, w: &Writer) -> Result<()> {
         let mut data = serde_json::to_vec_pretty(self).context("encoding state")?;
         data.push(b'\n');
-        w.write(MANIFEST, &data, 0o600)?;
+        // The state directory never exists without its manifest.
+        w.write_in_new_dirs(MANIFEST, &data, 0o600)?;
         Ok(())
     }
 
@@ -94,6 +99,64 @@ impl Manifest {
             }
         }
     }
+}
+
+/// The state directory and the parents dropfix may have had to create for it.
+const STATE_CHAIN: &[&str] = &["/var", "/var/lib", STATE_DIR];
+
+/// Delete the hidden temp files a killed dropfix left next to `paths` and in its state.
+fn sweep<'a>(w: &Writer, paths: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut dirs: Vec<&str> = vec!["/", BACKUP_DIR];
+    dirs.extend(STATE_CHAIN);
+    dirs.extend(paths.map(parent));
+    dirs.sort_unstable();
+    dirs.dedup();
+    for d in dirs {
+        w.sweep(d)?;
+    }
+    Ok(())
+}
+
+/// Remove the manifest and the directories dropfix created (`created`, outermost first):
+/// others' first, then the state directory with the parents dropfix made for it in one step,
+/// so a crash leaves either the manifest or none of dropfix's state.
+fn remove_state(w: &Writer, created: &[String]) -> Result<()> {
+    for d in created.iter().rev() {
+        if !STATE_CHAIN.contains(&d.as_str()) && !d.starts_with(&format!("{STATE_DIR}/")) {
+            w.rmdir_if_empty(d)?;
+        }
+    }
+    w.rmdir_if_empty(BACKUP_DIR)?;
+    // The outermost created directory whose subtree is nothing but the chain and the manifest.
+    let mut top = None;
+    let mut only = "state.json";
+    for d in STATE_CHAIN.iter().rev() {
+        if !created.iter().any(|c| c == d) || w.list(d)? != [only] {
+            break;
+        }
+        top = Some(*d);
+        only = crate::root::basename(d);
+    }
+    match top {
+        Some(t) => w.remove_tree(t),
+        None => w.remove(MANIFEST),
+    }
+}
+
+/// Does `cur` hold what was there before dropfix, i.e. nothing of dropfix's is left there?
+fn holds_original(w: &Writer, r: &Record, cur: &Current) -> Result<bool> {
+    Ok(match (&r.original, cur) {
+        (Original::Absent, Current::Absent) => true,
+        (Original::File { mode, backup }, Current::File { mode: m, data }) => {
+            match w.current(&format!("{BACKUP_DIR}/{backup}"))? {
+                Current::File { data: b, .. } => mode == m && b == *data,
+                _ => false,
+            }
+        }
+        (Original::Symlink { target }, Current::Symlink(t)) => target == t,
+        (Original::Dir { mode }, Current::Dir { mode: m }) => mode == m,
+        _ => false,
+    })
 }
 
 fn backup_name(path: &str) -> String {
@@ -145,10 +208,8 @@ impl Applied {
         match &self.manifest {
             Some(m) => m.save(w)?,
             None => {
-                w.remove(MANIFEST)?;
-                for d in now.iter().flat_map(|m| m.created_dirs.iter()).rev() {
-                    w.rmdir_if_empty(d)?;
-                }
+                let created: Vec<String> = now.map(|m| m.created_dirs).unwrap_or_default();
+                remove_state(w, &created)?;
             }
         }
         Ok(())
@@ -170,6 +231,7 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
     if changes.is_empty() {
         return Ok(applied);
     }
+    sweep(w, changes.iter().map(|(_, c)| c.path.as_str()))?;
     let mut m = loaded.unwrap_or(Manifest {
         version: 1,
         ..Manifest::default()
@@ -181,6 +243,8 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
         dirs.extend(w.missing_dirs(&c.path)?);
     }
     m.note_dirs(dirs);
+    // Backups are written once the manifest names them, before any override.
+    let mut backups: Vec<(String, Vec<u8>)> = Vec::new();
     for (unit, c) in changes {
         let written = match (&c.action, &c.link) {
             (Action::Remove, _) => None,
@@ -188,6 +252,16 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
             _ => Some(String::from_utf8_lossy(&c.new).into_owned()),
         };
         if let Some(r) = m.records.iter_mut().find(|r| r.path == c.path) {
+            // A run killed between the manifest and its backups: the file is still the original.
+            if let (Original::File { backup, .. }, Current::File { data, .. }) =
+                (&r.original, w.current(&c.path)?)
+            {
+                let ours = r.written.as_deref().map(str::as_bytes) == Some(&data[..]);
+                let path = format!("{BACKUP_DIR}/{backup}");
+                if !ours && w.current(&path)? == Current::Absent {
+                    backups.push((path, data));
+                }
+            }
             r.written = written;
             r.link = c.link.is_some();
             continue;
@@ -196,7 +270,7 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
             Current::Absent => Original::Absent,
             Current::File { mode, data } => {
                 let backup = backup_name(&c.path);
-                w.write(&format!("{BACKUP_DIR}/{backup}"), &data, 0o600)?;
+                backups.push((format!("{BACKUP_DIR}/{backup}"), data));
                 Original::File { mode, backup }
             }
             Current::Symlink(target) => Original::Symlink { target },
@@ -215,6 +289,9 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
         });
     }
     m.save(w)?;
+    for (path, data) in &backups {
+        w.write(path, data, 0o600)?;
+    }
     for (_, c) in changes {
         let r = match (&c.action, &c.link) {
             (Action::Remove, _) => w.remove(&c.path),
@@ -256,7 +333,16 @@ pub struct Reverted {
 
 /// Work out (and unless `dry_run`, do) the revert of `units` (all when empty).
 pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverted>> {
-    let Some(mut m) = Manifest::load(w)? else {
+    let loaded = Manifest::load(w)?;
+    if !dry_run {
+        sweep(
+            w,
+            loaded
+                .iter()
+                .flat_map(|m| m.records.iter().map(|r| r.path.as_str())),
+        )?;
+    }
+    let Some(mut m) = loaded else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
@@ -278,6 +364,12 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
             Current::Symlink(t) => format!("symlink to {t}\n").into_bytes(),
             _ => Vec::new(),
         };
+        // Never written (a killed run), or already put back (a killed revert): nothing to do.
+        let backup_lost = matches!(&r.original, Original::File { backup, .. }
+            if w.current(&format!("{BACKUP_DIR}/{backup}"))? == Current::Absent);
+        if !ours && (backup_lost || holds_original(w, r, &cur)?) {
+            continue;
+        }
         if !ours {
             out.push(Reverted {
                 path: r.path.clone(),
@@ -352,10 +444,7 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
         }
     }
     if remaining.is_empty() {
-        w.remove(MANIFEST)?;
-        for d in m.created_dirs.iter().rev() {
-            w.rmdir_if_empty(d)?;
-        }
+        remove_state(w, &m.created_dirs)?;
     } else {
         m.records = remaining;
         m.save(w)?;
