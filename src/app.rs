@@ -350,6 +350,9 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         StrategyArg::DropIn => Strategy::DropIn,
         StrategyArg::FullCopy => Strategy::FullCopy,
     });
+    // One dropfix at a time, from the first look to the last restart: one that waited sees
+    // what the other did and has nothing left to do (no second write, reload or restart).
+    let _lock = if preview { None } else { Some(Lock::acquire(root)?) };
     let mut global_notes = Vec::new();
     let mut mgr = connect(ctx, preview, &mut global_notes)?;
     let version = version_for(root, args.systemd_version, mgr.as_mut())?;
@@ -475,7 +478,6 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     let Some(mut m) = mgr else {
         // Offline (or a host without systemd reachable is an error above): files only.
         if files_change {
-            let _lock = Lock::acquire(root)?;
             plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
             netns_changes = if args.link_ip_netns {
                 plan_netns(root)?
@@ -515,7 +517,6 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         false
     };
 
-    let _lock = Lock::acquire(root)?;
     let applied = if files_change {
         // Plan again under the lock: another dropfix may have finished meanwhile.
         plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;

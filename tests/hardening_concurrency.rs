@@ -1,0 +1,206 @@
+//! Concurrency: 16 `dropfix fix` (or `revert`) processes at once on one root end in the state
+//! one run makes, with exactly one set of writes (every file systemd or dropfix reads is renamed
+//! into place once, seen with inotify), one process reporting a change, and the others saying
+//! they waited.
+
+mod hardening_util;
+
+use hardening_util::*;
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+const N: usize = 16;
+
+/// The .d directory exists, so inotify sees every file written in it.
+fn fixture() -> Fixture {
+    host_like()
+        .file(
+            "/usr/lib/systemd/system/docker.service.d/~slave.conf",
+            "[Service]\nMountFlags=slave\n",
+        )
+        .file(
+            "/etc/systemd/system/docker.service.d/10-admin.conf",
+            "[Service]\nEnvironment=A=1\n",
+        )
+}
+
+const FIX: &[&str] = &["--format", "json", "fix", "--systemd-version", "252"];
+
+fn spawn(root: &Path, args: &[&str]) -> Child {
+    let mut all = vec!["--root", root.to_str().unwrap()];
+    all.extend_from_slice(args);
+    dropfix(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning dropfix")
+}
+
+struct Done {
+    json: Value,
+    stderr: String,
+}
+
+fn finish(mut c: Child, first_line: String) -> Done {
+    let mut rest = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut rest).unwrap();
+    let out = c.wait_with_output().unwrap();
+    let stderr = first_line + &rest;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Done {
+        json: serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}")),
+        stderr,
+    }
+}
+
+/// Non-hidden names created or renamed into place, with how often.
+fn writes(root: &Path, w: &Watcher) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in &w.created {
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if !rel.split('/').any(|c| c.starts_with('.')) {
+            *out.entry(rel).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The tree one uninterrupted run makes from the fixture, and the original.
+fn reference(base: &Path, args: &[&str]) -> (Tree, Tree) {
+    let root = base.join("reference");
+    std::fs::create_dir(&root).unwrap();
+    fixture().build(&root);
+    let orig = snapshot(&root);
+    let out = run(&root, args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    (orig, snapshot(&root))
+}
+
+fn assert_one_writer(what: &str, results: &[Done]) {
+    let changed = results
+        .iter()
+        .filter(|d| d.json["changed"] == Value::Bool(true))
+        .count();
+    assert_eq!(changed, 1, "{what}: {changed} processes report a change");
+    for d in results {
+        for line in d.stderr.lines() {
+            // The holder's pid is named unless it let go in between.
+            assert!(
+                line.starts_with("dropfix: another dropfix ")
+                    && line.ends_with(" is working on this root; waiting for it to finish"),
+                "{what}: unexpected stderr: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sixteen_fixes_that_all_waited_write_once_and_say_they_waited() {
+    let base = tempfile::tempdir().unwrap();
+    let (_, done) = reference(base.path(), FIX);
+    let root = base.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    fixture().build(&root);
+    // Hold the lock dropfix takes for an image root (its root directory) while all 16 start.
+    let held = rfs::open(
+        &root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    rfs::flock(&held, FlockOperation::LockExclusive).unwrap();
+    let mut w = Watcher::new(&root);
+    let mut waiting = Vec::new();
+    for _ in 0..N {
+        let mut c = spawn(&root, FIX);
+        let mut err = BufReader::new(c.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "dropfix: another dropfix (pid {}) is working on this root; waiting for it to finish\n",
+                std::process::id()
+            )
+        );
+        c.stderr = Some(err.into_inner());
+        waiting.push((c, line));
+    }
+    w.poll();
+    assert_eq!(w.events, 0, "a process wrote while another held the lock");
+    drop(held);
+    let results: Vec<Done> = waiting.into_iter().map(|(c, l)| finish(c, l)).collect();
+    w.poll();
+    assert_one_writer("all waited", &results);
+    let got = snapshot(&root);
+    assert!(got == done, "{}", tree_diff(&done, &got));
+    let writes = writes(&root, &w);
+    assert!(
+        writes.values().all(|n| *n == 1),
+        "a file was written more than once: {writes:?}"
+    );
+    for f in [
+        "etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf",
+        "etc/systemd/system/docker.service.d/~slave.conf",
+        "var/lib/dropfix",
+    ] {
+        assert_eq!(writes.get(f), Some(&1), "{f}: {writes:?}");
+    }
+}
+
+#[test]
+fn sixteen_fixes_at_once_end_in_one_runs_state_with_one_set_of_writes() {
+    let base = tempfile::tempdir().unwrap();
+    let (_, done) = reference(base.path(), FIX);
+    for round in 0..3 {
+        let root = base.path().join(format!("race{round}"));
+        std::fs::create_dir(&root).unwrap();
+        fixture().build(&root);
+        let mut w = Watcher::new(&root);
+        let children: Vec<Child> = (0..N).map(|_| spawn(&root, FIX)).collect();
+        let results: Vec<Done> = children
+            .into_iter()
+            .map(|c| finish(c, String::new()))
+            .collect();
+        w.poll();
+        assert_one_writer("race", &results);
+        let got = snapshot(&root);
+        assert!(got == done, "{}", tree_diff(&done, &got));
+        let writes = writes(&root, &w);
+        assert!(
+            writes.values().all(|n| *n == 1),
+            "written more than once: {writes:?}"
+        );
+    }
+}
+
+#[test]
+fn sixteen_reverts_at_once_restore_the_original_once() {
+    let base = tempfile::tempdir().unwrap();
+    let (orig, _) = reference(base.path(), FIX);
+    let root = base.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    fixture().build(&root);
+    assert_eq!(run(&root, FIX).status.code(), Some(0));
+    let mut w = Watcher::new(&root);
+    let children: Vec<Child> = (0..N)
+        .map(|_| spawn(&root, &["--format", "json", "revert"]))
+        .collect();
+    let results: Vec<Done> = children
+        .into_iter()
+        .map(|c| finish(c, String::new()))
+        .collect();
+    w.poll();
+    assert_one_writer("revert race", &results);
+    let got = snapshot(&root);
+    assert!(got == orig, "{}", tree_diff(&orig, &got));
+}
