@@ -147,6 +147,22 @@ fn ignition_json_is_what_butane_makes_of_the_butane_config() {
     assert_eq!(keys, ["ignition", "storage", "systemd"]);
 }
 
+/// Ignition's own validator (Debian's ignition package, which tests/run installs) accepts the
+/// JSON: spec version, fields, and the unit and drop-in text parsed as systemd units.
+#[test]
+fn ignition_validate_accepts_the_ignition_json() {
+    let out = Command::new("ignition-validate")
+        .arg(top().join("packaging/coreos/dropfix.ign"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ignition-validate (apt-get install ignition): {e}"));
+    assert!(
+        out.status.success(),
+        "ignition-validate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn cloud_config_enables_the_shipped_unit_byte_for_byte_and_installs_the_binary_first() {
     assert!(
@@ -273,6 +289,12 @@ fn deb_installs_binary_man_pages_completions_and_the_firstboot_unit() {
     let postinst = fs::read_to_string(ctrl.join("postinst")).expect("postinst");
     assert!(postinst.contains("deb-systemd-helper enable dropfix-firstboot.service"));
     assert!(!postinst.contains("start"), "{postinst}");
+    for script in ["postinst", "prerm", "postrm"] {
+        let path = ctrl.join(script);
+        let mode = fs::metadata(&path).expect(script).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{script}");
+        run(Command::new("sh").arg("-n").arg(&path));
+    }
     let mut md5 = String::new();
     fs::File::open(ctrl.join("md5sums"))
         .and_then(|mut f| f.read_to_string(&mut md5))
