@@ -82,6 +82,22 @@ pub enum Command {
     /// file found, merged as systemd would. MountFlags=slave/private and the sandboxing
     /// settings that do the same (PrivateTmp=, ProtectSystem=, ReadOnlyPaths=, ...).
     Scan(ScanArgs),
+    /// Every effective setting of a unit, with the file and line that decided it.
+    ///
+    /// Assignments a later one overrode, or an empty assignment cleared, are listed beneath;
+    /// so are drop-ins systemd hides, masks or skips, with the reason. Live, systemd's own
+    /// value is shown beside each setting it exposes as a property, and any disagreement or
+    /// pending reload is flagged.
+    Show(ShowArgs),
+    /// Set unit settings in dropfix's own drop-in, previewed as a diff, reverted exactly.
+    ///
+    /// One late-sorting drop-in per unit holds every setting set this way. A list setting
+    /// (Environment=, ExecStartPre=, ...) gains the value; --reset clears the list first, the
+    /// systemd way (an empty assignment). Keys systemd does not know for the unit's type and
+    /// section, and values it would reject, are refused.
+    Set(SetArgs),
+    /// Remove dropfix's own assignments of unit settings (the vendor's values apply again).
+    Unset(UnsetArgs),
     /// Write the man pages or shell completions built from these definitions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -145,6 +161,75 @@ pub struct ScanArgs {
     /// Plan for this systemd version (offline; `shared` hides mounts before 242).
     #[arg(long, value_name = "N")]
     pub systemd_version: Option<u32>,
+}
+
+/// `dropfix show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The unit (a bare name means .service).
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
+    /// Only these settings, as Section.Key or Key (e.g. Service.LimitNOFILE).
+    #[arg(value_name = "KEY")]
+    pub keys: Vec<String>,
+}
+
+/// Restart behaviour of `set` and `unset`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Restart the unit so the change takes effect (most settings need it); asks first on a
+    /// terminal.
+    #[arg(long)]
+    pub restart: bool,
+    /// With --restart: do not ask (needed without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Seconds to wait for the restart job before treating it as failed.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+/// `dropfix set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The unit (a bare name means .service).
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
+    /// Assignments as Section.Key=Value, e.g. Service.LimitNOFILE=4096.
+    #[arg(value_name = "SECTION.KEY=VALUE", required = true)]
+    pub assignments: Vec<String>,
+    /// For list settings: clear the list first (write the empty assignment before the value).
+    #[arg(long)]
+    pub reset: bool,
+    /// Show what would change; write nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Like --dry-run, for scripts: exit 3 when a change is pending.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+    /// Restart options.
+    #[command(flatten)]
+    pub restart: RestartArgs,
+}
+
+/// `dropfix unset`.
+#[derive(Debug, Args)]
+pub struct UnsetArgs {
+    /// The unit (a bare name means .service).
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
+    /// Settings as Section.Key.
+    #[arg(value_name = "SECTION.KEY", required = true)]
+    pub keys: Vec<String>,
+    /// Show what would change; write nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Like --dry-run, for scripts: exit 3 when a change is pending.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+    /// Restart options.
+    #[command(flatten)]
+    pub restart: RestartArgs,
 }
 
 /// Options shared by commands that may reload and restart.

@@ -277,6 +277,8 @@ pub struct Discovered {
     pub dropin_dirs: Vec<(String, usize)>,
     /// Every drop-in file found, in directory order (overridden ones included).
     pub dropins: Vec<DropIn>,
+    /// Files in drop-in directories systemd does not read, and why.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Why a unit cannot be worked on.
@@ -355,12 +357,18 @@ pub fn discover_in(
         .unwrap_or_default();
     let dropin_dirs = dropin_dirs(dirs, &primary, &aliases, version);
     let mut dropins = Vec::new();
+    let mut skipped = Vec::new();
     for (order, (dir, rank)) in dropin_dirs.iter().enumerate() {
         if !matches!(ix.entry(dir)?, Entry::Dir | Entry::Symlink(_)) {
             continue;
         }
         for f in ix.list_dir(dir)?.iter() {
-            if !f.ends_with(".conf") || hidden_or_backup(f) {
+            if !f.ends_with(".conf") {
+                skipped.push((join(dir, f), "not a .conf file".to_string()));
+                continue;
+            }
+            if hidden_or_backup(f) {
+                skipped.push((join(dir, f), "a hidden or backup file".to_string()));
                 continue;
             }
             let path = join(dir, f);
@@ -371,7 +379,11 @@ pub fn discover_in(
                     let real = ix.resolve(&path)?;
                     match ix.root().entry(&real)? {
                         Entry::File => {}
-                        _ => continue, // dangling or a directory: systemd skips it with a warning
+                        _ => {
+                            // Dangling or a directory: systemd skips it with a warning.
+                            skipped.push((path, "a dangling link or not a file".to_string()));
+                            continue;
+                        }
                     }
                     let data = ix.read(&path)?;
                     (data.is_empty(), data)
@@ -392,6 +404,7 @@ pub fn discover_in(
         fragment,
         dropin_dirs,
         dropins,
+        skipped,
     }))
 }
 

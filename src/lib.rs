@@ -10,6 +10,7 @@
 pub mod app;
 pub mod apply;
 pub mod cli;
+pub mod directives;
 pub mod discover;
 pub mod doctor;
 pub mod effective;
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod render;
 pub mod root;
 pub mod scan;
+pub mod settings;
 pub mod state;
 pub mod syntax;
 pub mod unitname;

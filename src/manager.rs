@@ -396,7 +396,9 @@ pub enum PropValue {
     Str(String),
     /// An unsigned number.
     Num(u64),
-    /// An array, by length.
+    /// An array of strings.
+    Strings(Vec<String>),
+    /// Any other array, by length.
     List(usize),
     /// Anything else.
     Other,
@@ -410,7 +412,21 @@ impl From<&OwnedValue> for PropValue {
             Value::Str(s) => PropValue::Str(s.to_string()),
             Value::U64(n) => PropValue::Num(*n),
             Value::U32(n) => PropValue::Num(u64::from(*n)),
-            Value::Array(a) => PropValue::List(a.len()),
+            Value::Array(a) => {
+                let strings: Option<Vec<String>> = a
+                    .iter()
+                    .map(|x| match x {
+                        Value::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                match strings {
+                    Some(v) if !a.is_empty() || a.element_signature() == "s" => {
+                        PropValue::Strings(v)
+                    }
+                    _ => PropValue::List(a.len()),
+                }
+            }
             _ => PropValue::Other,
         }
     }
@@ -522,6 +538,36 @@ impl Systemd {
                 _ => None,
             };
             out.push(map);
+        }
+        Ok(out)
+    }
+
+    /// Every property of a unit (Unit interface plus its type's, e.g. Service), loading it.
+    pub fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
+        let reply = self
+            .call(
+                SYSTEMD,
+                MANAGER_PATH,
+                MANAGER,
+                "LoadUnit",
+                &(name,),
+                CALL_TIMEOUT,
+            )
+            .with_context(|| format!("reading unit {name}"))?;
+        let path: OwnedObjectPath = reply
+            .body()
+            .deserialize()
+            .context("unexpected reply to LoadUnit")?;
+        let ty = name.rsplit_once('.').map_or("", |(_, t)| t);
+        let mut cap = ty.to_string();
+        if let Some(f) = cap.get_mut(0..1) {
+            f.make_ascii_uppercase();
+        }
+        let mut out = HashMap::new();
+        for iface in [UNIT.to_string(), format!("org.freedesktop.systemd1.{cap}")] {
+            if let Some(Some(m)) = self.properties_many(&[path.to_string()], &iface)?.pop() {
+                out.extend(m);
+            }
         }
         Ok(out)
     }

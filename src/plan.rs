@@ -138,16 +138,28 @@ pub fn choose(
 /// first byte other than `z` sorts above `z` (`~local.conf`, `été.conf`): a drop-in like that
 /// which sets MountFlags is neutralised by a same-named file instead.
 pub fn own_dropin_name(others: &[&str]) -> String {
+    late_name(DROPIN_NAME, others)
+}
+
+/// `base` with as many `z` in front as it takes to sort after the names it can pass.
+pub fn late_name(base: &str, others: &[&str]) -> String {
     let passable: Vec<&[u8]> = others
         .iter()
         .map(|o| o.as_bytes())
         .filter(|o| o.iter().find(|&&b| b != b'z').is_some_and(|&b| b < b'z'))
         .collect();
-    let mut name = DROPIN_NAME.to_string();
+    let mut name = base.to_string();
     while passable.iter().any(|o| *o >= name.as_bytes()) {
         name.insert(0, 'z');
     }
     name
+}
+
+/// Header of dropfix's settings drop-in.
+pub fn settings_header(unit: &str) -> String {
+    format!(
+        "{MARKER}: settings made with `dropfix set` for {unit}.\n# Undo: dropfix revert {unit} (or dropfix unset {unit} Section.Key)\n"
+    )
 }
 
 /// Render the header for a generated file.
@@ -247,6 +259,26 @@ impl Tree {
             });
         }
     }
+}
+
+/// The files systemd would read for `d` once `changes` are applied, in its order.
+pub fn sources_after(d: &Discovered, changes: &[FileChange]) -> Result<Vec<discover::Source>> {
+    let mut tree = Tree {
+        fragment_path: d.fragment.path.clone(),
+        fragment: d.fragment.data.clone(),
+        dropins: d.dropins.clone(),
+    };
+    let dirs = d.dropin_dirs.clone();
+    let order_of = move |dir: &str| -> Option<(usize, usize)> {
+        dirs.iter()
+            .position(|(p, _)| p == dir)
+            .map(|i| (i, dirs[i].1))
+    };
+    for c in changes {
+        tree.apply(c, &order_of);
+    }
+    let applied = discover::applied(&tree.dropins);
+    discover::parse_sources(&tree.fragment_path, &tree.fragment, &applied)
 }
 
 /// Plan the override for one discovered unit.
@@ -411,12 +443,13 @@ pub fn plan_unit(
         let mut offenders = Vec::new();
         for rule in &rules {
             let eff = tree.effective(section, *rule)?;
+            // dropfix's own drop-in is the first file the drop-in strategy writes; only
+            // assignments after it can set MountFlags again.
             let after_ours = match strategy {
                 Strategy::DropIn => changes
                     .iter()
-                    .filter(|c| c.action != Action::Remove)
-                    .map(|c| c.path.clone())
-                    .next_back(),
+                    .find(|c| c.action != Action::Remove)
+                    .map(|c| c.path.clone()),
                 Strategy::FullCopy => None,
             };
             let mut seen_ours = after_ours.is_none();

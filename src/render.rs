@@ -384,6 +384,211 @@ pub fn doctor_text(d: &crate::doctor::Diagnosis, style: Style) -> String {
     out
 }
 
+/// The result of `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowReport {
+    /// "show".
+    pub command: String,
+    /// Unit name.
+    pub unit: String,
+    /// The fragment systemd loads.
+    pub fragment: String,
+    /// Talking to a running systemd.
+    pub live: bool,
+    /// systemd says the files changed since it loaded them.
+    pub need_daemon_reload: bool,
+    /// Settings, in file order.
+    pub settings: Vec<crate::settings::Setting>,
+    /// Every drop-in file and what systemd does with it.
+    pub dropins: Vec<crate::settings::DropInStatus>,
+}
+
+/// Text for `show`.
+pub fn show_text(r: &ShowReport, style: Style) -> String {
+    let mut out = format!(
+        "{} {}\n",
+        style.bold(&r.unit),
+        style.dim(&format!("({})", r.fragment))
+    );
+    if r.need_daemon_reload {
+        out.push_str(&format!(
+            "{}\n",
+            style.warn("systemd has not loaded the files on disk yet (daemon-reload pending)")
+        ));
+    }
+    let w = r
+        .settings
+        .iter()
+        .map(|s| s.key.len() + s.value.chars().count() + 1)
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    let mut section = "";
+    for s in &r.settings {
+        if s.section != section {
+            section = &s.section;
+            out.push_str(&format!("[{section}]\n"));
+        }
+        let kv = format!("{}={}", s.key, s.value);
+        let mut line = format!("  {kv:<w$}  {}:{}", s.source.path, s.source.line);
+        if let Some(sys) = &s.systemd {
+            let mark = match sys.agrees {
+                Some(true) => style.good("="),
+                Some(false) if r.need_daemon_reload => style.warn("reload pending"),
+                Some(false) => style.bad("DIFFERS"),
+                None => String::new(),
+            };
+            line.push_str(&format!("  systemd: {} {mark}", sys.value));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if s.values.len() > 1 {
+            for c in &s.values {
+                out.push_str(&format!(
+                    "      {}\n",
+                    style.dim(&format!("+ {}={}  {}:{}", s.key, c.value, c.path, c.line))
+                ));
+            }
+        }
+        for o in &s.overridden {
+            out.push_str(&format!(
+                "      {}\n",
+                style.dim(&format!(
+                    "overridden: {}={}  {}:{}",
+                    s.key, o.value, o.path, o.line
+                ))
+            ));
+        }
+    }
+    if !r.dropins.is_empty() {
+        out.push_str("drop-ins:\n");
+        for d in &r.dropins {
+            let reason = d
+                .reason
+                .as_deref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {:<8} {}{}\n",
+                d.status,
+                d.path,
+                style.dim(&reason)
+            ));
+        }
+    }
+    out
+}
+
+/// A setting before and after `set`/`unset`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingChange {
+    /// Section.Key.
+    pub key: String,
+    /// Merged value before.
+    pub before: String,
+    /// Merged value after.
+    pub after: String,
+}
+
+/// The result of `set` and `unset`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetReport {
+    /// "set" or "unset".
+    pub command: String,
+    /// Unit name.
+    pub unit: String,
+    /// Nothing written.
+    pub dry_run: bool,
+    /// Files changed, or would.
+    pub changed: bool,
+    /// The drop-in change.
+    pub files: Vec<FileReport>,
+    /// Effective values before and after.
+    pub settings: Vec<SettingChange>,
+    /// systemd was reloaded.
+    pub reloaded: bool,
+    /// The unit was restarted.
+    pub restarted: bool,
+    /// The restart job's result.
+    pub job_result: Option<String>,
+    /// systemd's values after the change, compared.
+    pub verify: Vec<crate::settings::Reported>,
+    /// A failure put the previous file back.
+    pub rolled_back: bool,
+    /// What is left to do.
+    pub pending: Vec<String>,
+}
+
+/// Text for `set` and `unset`.
+pub fn set_text(r: &SetReport, style: Style) -> String {
+    let mut out = String::new();
+    for f in &r.files {
+        out.push_str(&paint_diff(&f.diff, style));
+    }
+    for c in &r.settings {
+        let show = |v: &str| {
+            if v.is_empty() {
+                "(unset)".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        if c.before == c.after {
+            out.push_str(&format!(
+                "{}: {}: {} (no change)\n",
+                style.bold(&r.unit),
+                c.key,
+                show(&c.after)
+            ));
+        } else {
+            out.push_str(&format!(
+                "{}: {}: {} -> {}\n",
+                style.bold(&r.unit),
+                c.key,
+                show(&c.before),
+                show(&c.after)
+            ));
+        }
+    }
+    for v in &r.verify {
+        let mark = match v.agrees {
+            Some(true) => style.good("ok  "),
+            Some(false) => style.bad("FAIL"),
+            None => style.dim("    "),
+        };
+        out.push_str(&format!(
+            "  {mark} systemd reports {}={}\n",
+            v.property, v.value
+        ));
+    }
+    if let Some(j) = &r.job_result {
+        out.push_str(&format!("  restart job: {j}\n"));
+    }
+    if r.rolled_back {
+        out.push_str(&format!(
+            "{}\n",
+            style.bad("rolled back: the previous file is in place again")
+        ));
+    } else if !r.changed {
+        out.push_str(&format!("{}\n", style.good("nothing to do")));
+    } else if r.dry_run {
+        out.push_str("dry run: nothing written\n");
+    } else {
+        let mut done = vec!["written".to_string()];
+        if r.reloaded {
+            done.push("daemon-reload".into());
+        }
+        if r.restarted {
+            done.push(format!("restart {}", r.unit));
+        }
+        out.push_str(&format!("done: {}\n", done.join(", ")));
+    }
+    for p in &r.pending {
+        out.push_str(&format!("{} {p}\n", style.warn("still to do:")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

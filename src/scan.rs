@@ -71,6 +71,9 @@ pub fn from_properties(
             Some(PropValue::List(n)) => {
                 effective::forces_namespace(key, "", Some(*n)).then(|| format!("({n} entries)"))
             }
+            Some(PropValue::Strings(v)) => {
+                effective::forces_namespace(key, "", Some(v.len())).then(|| v.join(" "))
+            }
             _ => None,
         };
         if let Some(v) = hit {
