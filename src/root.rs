@@ -62,8 +62,19 @@ impl Root {
         }
     }
 
-    /// What sits at `inner`, not following a final symlink.
+    /// What sits at `inner`, not following a final symlink. Symlinks on the way are resolved
+    /// inside the root: the kernel would take an absolute link to the host's own files.
     pub fn entry(&self, inner: &str) -> Result<Entry> {
+        let dir = parent(inner);
+        if dir == "/" {
+            return self.entry_here(inner);
+        }
+        let real = self.resolve(dir)?;
+        self.entry_here(&join(&real, basename(inner)))
+    }
+
+    /// [`Root::entry`] for a path whose directories are known to be real (already resolved).
+    fn entry_here(&self, inner: &str) -> Result<Entry> {
         let host = self.host_path(inner);
         match fs::symlink_metadata(&host) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -101,7 +112,7 @@ impl Root {
             }
             done.push(c);
             let here = format!("/{}", done.join("/"));
-            if let Entry::Symlink(target) = self.entry(&here)? {
+            if let Entry::Symlink(target) = self.entry_here(&here)? {
                 hops += 1;
                 if hops > MAX_LINKS {
                     bail!("{inner}: too many levels of symbolic links");
@@ -263,6 +274,28 @@ mod tests {
         assert_eq!(
             r.list_dir("/usr/lib/systemd/system").unwrap(),
             ["docker.service.d"]
+        );
+    }
+
+    #[test]
+    fn entry_behind_an_absolute_symlinked_parent_is_looked_up_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("usr/lib/systemd/system")).unwrap();
+        fs::write(t.path().join("usr/lib/systemd/system/x.service"), "").unwrap();
+        fs::create_dir_all(t.path().join("etc/systemd")).unwrap();
+        symlink(
+            "/usr/lib/systemd/system",
+            t.path().join("etc/systemd/system"),
+        )
+        .unwrap();
+        let r = Root::new(t.path()).unwrap();
+        assert_eq!(
+            r.entry("/etc/systemd/system/x.service").unwrap(),
+            Entry::File
+        );
+        assert_eq!(
+            r.entry("/etc/systemd/system/not-here.service").unwrap(),
+            Entry::Missing
         );
     }
 
