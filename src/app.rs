@@ -215,7 +215,12 @@ fn plan_all(
             .with_context(|| format!("reading {name}"))?;
         let d = match found {
             Ok(d) => d,
-            Err(Missing::NotFound) if !explicit && name.as_str() != "docker.service" => continue,
+            // early-docker.service is only looked for: absent or masked, it is left alone.
+            Err(Missing::NotFound | Missing::Masked(_))
+                if !explicit && name.as_str() != "docker.service" =>
+            {
+                continue
+            }
             Err(Missing::NotFound) => bail!(
                 "{name}: unit not found in {} (searched {})",
                 root_label(root),
@@ -390,7 +395,11 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     });
     // One dropfix at a time, from the first look to the last restart: one that waited sees
     // what the other did and has nothing left to do (no second write, reload or restart).
-    let _lock = if preview { None } else { Some(Lock::acquire(root)?) };
+    let _lock = if preview {
+        None
+    } else {
+        Some(Lock::acquire(root)?)
+    };
     let mut global_notes = Vec::new();
     let mut mgr = connect(ctx, preview, &mut global_notes)?;
     let version = version_for(root, args.systemd_version, mgr.as_mut())?;
@@ -405,8 +414,8 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                 .unit(u.as_str())
                 .with_context(|| format!("asking systemd about {u}"))?;
             match st.load_state.as_str() {
+                "masked" | "not-found" if !explicit && u.as_str() != "docker.service" => continue,
                 "masked" => bail!("{u}: unit is masked (systemd reports LoadState=masked); unmask it before fixing it"),
-                "not-found" if !explicit && u.as_str() != "docker.service" => continue,
                 "not-found" if !discover::exists(root, &dirs, u.as_str())? => {
                     bail!("{u}: unit not found (systemd reports LoadState=not-found)")
                 }

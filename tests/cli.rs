@@ -756,6 +756,30 @@ fn unit_masked_by_an_empty_file_in_etc_is_refused() {
     assert_masked_refused(&f);
 }
 
+#[test]
+fn masked_early_docker_is_left_alone_when_not_named_and_docker_is_still_fixed() {
+    let f = Fixture::with_docker(SLAVE_UNIT);
+    f.file(
+        "/usr/lib/systemd/system/early-docker.service",
+        SLAVE_UNIT.replace("Description=Docker", "Description=Early Docker"),
+    );
+    f.symlink("/etc/systemd/system/early-docker.service", "/dev/null");
+    let r = f.run(&["fix", "--systemd-version", "252", "--format", "json"]);
+    r.expect_code(0);
+    let j = r.json();
+    let units: Vec<&str> = j["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(units, ["docker.service"]);
+    assert!(f.exists("/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf"));
+    // Named explicitly, the masked unit is refused.
+    f.run(&["fix", "--systemd-version", "252", "early-docker"])
+        .expect_one_line_error();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: exit 1, one line naming what is wrong, no panic, nothing written
 // ---------------------------------------------------------------------------------------------
