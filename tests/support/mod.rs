@@ -5,6 +5,9 @@
 //! mount at [`NETNS_PATH`], the way dockerd does. The container's system bus is reachable from
 //! the host at [`Container::bus_address`]; its files at [`Container::root`]. Dropping the
 //! container stops it and fails the test if anything was left behind. Needs root.
+//!
+//! [`Setup::real_docker`] boots a cached Debian rootfs with the real docker.io instead
+//! (tests/harness/rootfs.sh), and [`dropfix_bin`] picks the binary to install (`DROPFIX_BIN`).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::ffi::OsStr;
