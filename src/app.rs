@@ -597,29 +597,8 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
      -> Result<i32> {
         let mut msg = why;
         if let Some(a) = &applied {
-            match a.rollback(&w) {
-                Ok(()) => msg.push_str("; restored the previous files"),
-                Err(e) => msg.push_str(&format!("; restoring the previous files failed: {e:#}")),
-            }
+            msg.push_str(&restore(m, a, &w, restarted, args.live.timeout));
             report.rolled_back = true;
-            match m.reload() {
-                Ok(()) => msg.push_str(", reloaded systemd"),
-                Err(e) => msg.push_str(&format!(", reload failed: {e:#}")),
-            }
-            for u in restarted {
-                let back = m.restart(u, Duration::from_secs(args.live.timeout));
-                let active = m.unit(u).map(|s| s.active_state).unwrap_or_default();
-                match back {
-                    Ok(JobOutcome::Done) if active == "active" => {
-                        msg.push_str(&format!(", restarted {u} with them: it is active again"))
-                    }
-                    Ok(o) => msg.push_str(&format!(
-                        ", restarting {u} with them gave {} (ActiveState={active})",
-                        outcome_str(&o)
-                    )),
-                    Err(e) => msg.push_str(&format!(", restarting {u} with them failed: {e:#}")),
-                }
-            }
         }
         report.changed = applied.is_some();
         ctx.out_fix(report)?;
@@ -771,6 +750,40 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         .collect();
     ctx.out_fix(&report)?;
     Ok(0)
+}
+
+/// Put the previous files back, reload, and restart the units already restarted with the new
+/// ones; returns what happened, to be appended to the reason for rolling back.
+fn restore(
+    m: &mut Systemd,
+    applied: &Applied,
+    w: &Writer,
+    restarted: &[String],
+    timeout: u64,
+) -> String {
+    let mut msg = match applied.rollback(w) {
+        Ok(()) => "; restored the previous files".to_string(),
+        Err(e) => format!("; restoring the previous files failed: {e:#}"),
+    };
+    match m.reload() {
+        Ok(()) => msg.push_str(", reloaded systemd"),
+        Err(e) => msg.push_str(&format!(", reload failed: {e:#}")),
+    }
+    for u in restarted {
+        let back = m.restart(u, Duration::from_secs(timeout));
+        let active = m.unit(u).map(|s| s.active_state).unwrap_or_default();
+        match back {
+            Ok(JobOutcome::Done) if active == "active" => {
+                msg.push_str(&format!(", restarted {u} with them: it is active again"))
+            }
+            Ok(o) => msg.push_str(&format!(
+                ", restarting {u} with them gave {} (ActiveState={active})",
+                outcome_str(&o)
+            )),
+            Err(e) => msg.push_str(&format!(", restarting {u} with them failed: {e:#}")),
+        }
+    }
+    msg
 }
 
 fn outcome_str(o: &JobOutcome) -> String {
@@ -1534,29 +1547,13 @@ fn edit_settings(
                 why: String|
      -> Result<i32> {
         let mut msg = why;
-        match applied.rollback(&w) {
-            Ok(()) => msg.push_str("; restored the previous file"),
-            Err(e) => msg.push_str(&format!("; restoring the previous file failed: {e:#}")),
-        }
+        let units = if restarted {
+            vec![unit.clone()]
+        } else {
+            Vec::new()
+        };
+        msg.push_str(&restore(m, &applied, &w, &units, restart.timeout));
         report.rolled_back = true;
-        match m.reload() {
-            Ok(()) => msg.push_str(", reloaded systemd"),
-            Err(e) => msg.push_str(&format!(", reload failed: {e:#}")),
-        }
-        if restarted {
-            let back = m.restart(&unit, Duration::from_secs(restart.timeout));
-            let active = m.unit(&unit).map(|s| s.active_state).unwrap_or_default();
-            match back {
-                Ok(JobOutcome::Done) if active == "active" => {
-                    msg.push_str(&format!(", restarted {unit} with it: it is active again"))
-                }
-                Ok(o) => msg.push_str(&format!(
-                    ", restarting {unit} with it gave {} (ActiveState={active})",
-                    outcome_str(&o)
-                )),
-                Err(e) => msg.push_str(&format!(", restarting {unit} with it failed: {e:#}")),
-            }
-        }
         out(report)?;
         Err(anyhow!(msg))
     };
