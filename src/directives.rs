@@ -70,10 +70,13 @@ pub enum Merge {
     Single,
     /// Every assignment adds; an empty one clears what came before.
     List,
+    /// Dependencies: every assignment adds, and they cannot be reset (systemd.unit(5): "it is
+    /// not possible to reset the list"); an empty assignment does nothing.
+    Deps,
 }
 
-/// Keys whose assignments accumulate (systemd.unit(5), systemd.exec(5), systemd.service(5)).
-const LIST_KEYS: &[&str] = &[
+/// Dependency settings: lists that a drop-in can only add to.
+const DEP_KEYS: &[&str] = &[
     "After",
     "Before",
     "Wants",
@@ -90,13 +93,17 @@ const LIST_KEYS: &[&str] = &[
     "PropagatesStopTo",
     "StopPropagatedFrom",
     "JoinsNamespaceOf",
-    "RequiresMountsFor",
-    "Documentation",
     "WantedBy",
     "RequiredBy",
     "UpheldBy",
     "Also",
     "Alias",
+];
+
+/// Keys whose assignments accumulate (systemd.unit(5), systemd.exec(5), systemd.service(5)).
+const LIST_KEYS: &[&str] = &[
+    "RequiresMountsFor",
+    "Documentation",
     "Environment",
     "EnvironmentFile",
     "PassEnvironment",
@@ -168,7 +175,10 @@ const LIST_KEYS: &[&str] = &[
 
 /// How a key's assignments combine.
 pub fn merge_kind(key: &str) -> Merge {
-    if LIST_KEYS.contains(&key) || key.starts_with("Condition") || key.starts_with("Assert") {
+    if DEP_KEYS.contains(&key) {
+        Merge::Deps
+    } else if LIST_KEYS.contains(&key) || key.starts_with("Condition") || key.starts_with("Assert")
+    {
         Merge::List
     } else {
         Merge::Single
@@ -593,5 +603,6 @@ mod tests {
         assert_eq!(merge_kind("Environment"), Merge::List);
         assert_eq!(merge_kind("ConditionPathExists"), Merge::List);
         assert_eq!(merge_kind("LimitNOFILE"), Merge::Single);
+        assert_eq!(merge_kind("Requires"), Merge::Deps);
     }
 }

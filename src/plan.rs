@@ -3,7 +3,7 @@
 
 use crate::discover::{self, Discovered, DropIn, ETC_CONTROL, ETC_UNITS};
 use crate::effective::{self, Effective, EmptyAssignment, MountFlags};
-use crate::root::{basename, join, parent};
+use crate::root::{join, parent};
 use crate::syntax;
 use crate::version::Version;
 use anyhow::{anyhow, bail, Result};
@@ -177,15 +177,22 @@ fn strip_header(data: &[u8]) -> &[u8] {
     if !is_generated(data) {
         return data;
     }
-    let n = HEADER.lines().count();
+    // Every dropfix header is a run of comment lines ending with its "# Undo:" line.
     let mut rest = data;
-    for _ in 0..n {
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => rest = &rest[i + 1..],
-            None => return data,
+    for _ in 0..16 {
+        let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+            return data;
+        };
+        let line = &rest[..i];
+        rest = &rest[i + 1..];
+        if !line.starts_with(b"#") {
+            return data;
+        }
+        if line.starts_with(b"# Undo:") {
+            return rest;
         }
     }
-    rest
+    data
 }
 
 fn comment_out_mount_flags(unit: &str, section: &str, path: &str, data: &[u8]) -> Result<Vec<u8>> {
@@ -389,6 +396,12 @@ pub fn plan_unit(
                 }),
             }
         }
+        // Only the fragment's own MountFlags needs a copy; drop-ins are hidden one by one below.
+        Strategy::FullCopy
+            if !before
+                .steps
+                .iter()
+                .any(|s| s.origin.path == d.fragment.path) => {}
         Strategy::FullCopy => {
             let etc_rank = discover::etc_rank();
             if d.fragment.rank < etc_rank {
@@ -463,6 +476,7 @@ pub fn plan_unit(
                 }
             }
         }
+        offenders.sort();
         offenders.dedup();
         if offenders.is_empty() {
             break;
@@ -552,13 +566,6 @@ pub fn own_dropin_dir(unit: &str) -> String {
     join(ETC_UNITS, &format!("{unit}.d"))
 }
 
-/// Is this path one dropfix may ever write? (Overrides under /etc only; never /usr.)
-pub fn writable_path(path: &str) -> bool {
-    (path.starts_with(&format!("{ETC_UNITS}/")) || path.starts_with(&format!("{ETC_CONTROL}/")))
-        && !path.contains("/../")
-        && basename(path) != ".."
-}
-
 /// Where docker keeps its network namespace files.
 pub const DOCKER_NETNS: &str = "/run/docker/netns";
 /// Where `ip netns` looks for named namespaces.
@@ -638,6 +645,18 @@ pub fn plan_ip_netns(now: &NetnsDir, tmpfiles: Option<&[u8]>) -> Result<Vec<File
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_header_removes_any_dropfix_header_and_nothing_else() {
+        let body = b"# vendor comment\n[Service]\nMountFlags=slave\n";
+        let mut full = header("x.service", "a copy").into_bytes();
+        full.extend_from_slice(body);
+        assert_eq!(strip_header(&full), body);
+        let mut set = settings_header("x.service").into_bytes();
+        set.extend_from_slice(b"[Service]\nLimitNOFILE=1\n");
+        assert_eq!(strip_header(&set), b"[Service]\nLimitNOFILE=1\n");
+        assert_eq!(strip_header(body), body);
+    }
 
     #[test]
     fn own_dropin_sorts_after_z_names_by_adding_z_in_front() {

@@ -97,6 +97,9 @@ pub fn merge_all(sources: &[Source]) -> Vec<Setting> {
                         current.push(c.clone());
                     }
                 }
+                // An empty dependency assignment is ignored: it neither adds nor clears.
+                Merge::Deps if a.value.is_empty() => continue,
+                Merge::Deps => current.push(c.clone()),
             }
             *last = c;
         }
@@ -113,7 +116,7 @@ pub fn merge_all(sources: &[Source]) -> Vec<Setting> {
         .into_iter()
         .filter_map(|k| {
             let (current, overridden, last) = state.remove(&k)?;
-            let list = directives::merge_kind(&k.1) == Merge::List;
+            let list = directives::merge_kind(&k.1) != Merge::Single;
             Some(Setting {
                 value: current
                     .iter()
@@ -396,6 +399,11 @@ pub fn parse_op(unit_type: &str, arg: &str, set: bool, reset: bool) -> Result<Op
                     "{arg}: a value ending in a backslash would continue onto the next line"
                 ));
             }
+            if directives::merge_kind(key) == Merge::Deps && (reset || v.is_empty()) {
+                return Err(format!(
+                    "{arg}: systemd cannot reset a dependency list ({key}=) from a drop-in; it only adds to it"
+                ));
+            }
             if v.is_empty() && !reset {
                 return Err(format!("{arg}: an empty value resets the setting; say so with --reset or use dropfix unset"));
             }
@@ -419,6 +427,7 @@ pub fn edit_own(current: Option<&[u8]>, header: &str, ops: &[Op]) -> Option<Stri
             push(&mut sections, &a.section, &a.key, &a.value);
         }
     }
+    let mut cleared: Vec<(&str, &str)> = Vec::new();
     for op in ops {
         match op {
             Op::Set {
@@ -427,15 +436,20 @@ pub fn edit_own(current: Option<&[u8]>, header: &str, ops: &[Op]) -> Option<Stri
                 value,
                 reset,
             } => {
-                let list = directives::merge_kind(key) == Merge::List;
+                let list = directives::merge_kind(key) != Merge::Single;
                 let entries = entries_mut(&mut sections, section);
-                if !list || *reset {
+                if !list {
                     entries.retain(|(k, _)| k != key);
-                    if list && !value.is_empty() {
-                        entries.push((key.clone(), String::new()));
-                    }
                     entries.push((key.clone(), value.clone()));
-                } else if !entries.iter().any(|(k, v)| k == key && v == value) {
+                    continue;
+                }
+                // --reset clears the list once per key, then every value given is added.
+                if *reset && !cleared.contains(&(section.as_str(), key.as_str())) {
+                    cleared.push((section, key));
+                    entries.retain(|(k, _)| k != key);
+                    entries.push((key.clone(), String::new()));
+                }
+                if !value.is_empty() && !entries.iter().any(|(k, v)| k == key && v == value) {
                     entries.push((key.clone(), value.clone()));
                 }
             }
@@ -518,6 +532,19 @@ mod tests {
     }
 
     #[test]
+    fn empty_dependency_assignment_neither_adds_nor_clears() {
+        let s = merge_all(&[
+            src("/u", "[Unit]\nRequires=a.socket\n"),
+            src("/e", "[Unit]\nRequires=\nRequires=b.socket\n"),
+        ]);
+        assert_eq!(s[0].value, "a.socket b.socket");
+        assert!(s[0].overridden.is_empty());
+        let e = parse_op("service", "Unit.Requires=", true, true).unwrap_err();
+        assert!(e.contains("cannot reset a dependency list"), "{e}");
+        assert!(parse_op("service", "Unit.After=x.target", true, false).is_ok());
+    }
+
+    #[test]
     fn environment_words_follow_quoting() {
         assert_eq!(
             split_words(r#"A=1 "B=two words" C=x\ y"#),
@@ -541,6 +568,16 @@ mod tests {
         assert_eq!(once, "# h\n[Service]\nEnvironment=A=1\n");
         let reset = edit_own(Some(once.as_bytes()), h, &[op("B=2", true)]).unwrap();
         assert_eq!(reset, "# h\n[Service]\nEnvironment=\nEnvironment=B=2\n");
+        let two = edit_own(
+            Some(once.as_bytes()),
+            h,
+            &[op("B=2", true), op("C=3", true)],
+        )
+        .unwrap();
+        assert_eq!(
+            two,
+            "# h\n[Service]\nEnvironment=\nEnvironment=B=2\nEnvironment=C=3\n"
+        );
         let single = edit_own(
             None,
             h,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use support::{Container, Setup, NETNS_PATH};
 
 fn setup() -> Setup {
-    Setup::new().install_binary(env!("CARGO_BIN_EXE_dropfix"), "/usr/local/bin/dropfix")
+    Setup::new().install_binary(support::dropfix_bin(), "/usr/local/bin/dropfix")
 }
 
 fn dropfix(c: &Container, args: &str) -> (i32, String, String) {

@@ -197,6 +197,44 @@ fn unset_removes_dropfix_assignment_and_revert_restores_the_tree() {
 }
 
 #[test]
+fn full_copy_neutralising_dropfix_settings_keeps_every_other_setting() {
+    let t = fixture(VENDOR);
+    let args = [
+        "set",
+        "docker",
+        "Service.LimitNOFILE=4096",
+        "Service.MountFlags=slave",
+        "Service.LimitNPROC=100",
+    ];
+    assert_eq!(run(t.path(), &args).0, 0);
+    let (code, out, err) = run(t.path(), &["fix", "--systemd-version", "231"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let own = fs::read_to_string(t.path().join(OWN.trim_start_matches('/'))).unwrap();
+    assert!(own.contains("[Service]\nLimitNOFILE=4096\n"), "{own}");
+    assert!(
+        own.contains("#MountFlags=slave") && own.contains("LimitNPROC=100"),
+        "{own}"
+    );
+    let (_, out, _) = run(t.path(), &["show", "docker", "--format", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let get = |k: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == k)
+            .map(|s| s["value"].clone())
+    };
+    assert_eq!(get("LimitNOFILE").unwrap(), "4096");
+    assert_eq!(get("LimitNPROC").unwrap(), "100");
+    assert_eq!(
+        get("MountFlags"),
+        None,
+        "MountFlags is commented out everywhere"
+    );
+}
+
+#[test]
 fn unknown_key_bad_boolean_and_bad_enum_exit_1_and_write_nothing() {
     let t = fixture(VENDOR);
     let before = listing(t.path());
@@ -224,7 +262,7 @@ fn unknown_key_bad_boolean_and_bad_enum_exit_1_and_write_nothing() {
 }
 
 fn live_setup() -> Setup {
-    Setup::new().install_binary(BIN, "/usr/local/bin/dropfix")
+    Setup::new().install_binary(support::dropfix_bin(), "/usr/local/bin/dropfix")
 }
 
 fn dropfix(c: &Container, args: &str) -> (i32, String, String) {
