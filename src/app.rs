@@ -2,7 +2,7 @@
 //! manager (reload, restart) -> verify. The only place that sequences side effects.
 
 use crate::apply::Writer;
-use crate::cli::{Cli, Color, Command, FixArgs, Format, LiveArgs, RevertArgs, StrategyArg};
+use crate::cli::{Cli, Color, Command, FixArgs, Format, RevertArgs, StrategyArg};
 use crate::discover::{self, Missing, SearchDir};
 use crate::doctor;
 use crate::effective::MountFlags;
@@ -262,35 +262,37 @@ fn unit_report(p: &UnitPlan) -> UnitReport {
 fn file_report(c: &FileChange) -> FileReport {
     FileReport {
         path: c.path.clone(),
-        action: serde_json::to_value(c.action)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        action: c.action.as_str().into(),
         diff: render::diff(&c.path, &c.old, &c.new),
     }
 }
 
 /// What /run/netns and the tmpfiles.d line are now, and the changes `--link-ip-netns` needs.
-fn plan_netns(root: &Root) -> Result<Vec<FileChange>> {
+/// Offline, an image's /run is covered by a tmpfs at boot: only the tmpfiles.d line counts.
+fn plan_netns(root: &Root, offline: bool) -> Result<Vec<FileChange>> {
     use crate::root::Entry;
-    let now = match root.entry(plan::IP_NETNS)? {
-        Entry::Missing => plan::NetnsDir::Missing,
-        Entry::Symlink(t) => plan::NetnsDir::Link(t.to_string_lossy().into_owned()),
-        Entry::Dir => {
-            let names = root.list_dir(plan::IP_NETNS)?;
-            if names.is_empty() {
-                plan::NetnsDir::EmptyDir
-            } else {
-                plan::NetnsDir::Busy(names)
+    let now = if offline {
+        None
+    } else {
+        Some(match root.entry(plan::IP_NETNS)? {
+            Entry::Missing => plan::NetnsDir::Missing,
+            Entry::Symlink(t) => plan::NetnsDir::Link(t.to_string_lossy().into_owned()),
+            Entry::Dir => {
+                let names = root.list_dir(plan::IP_NETNS)?;
+                if names.is_empty() {
+                    plan::NetnsDir::EmptyDir
+                } else {
+                    plan::NetnsDir::Busy(names)
+                }
             }
-        }
-        Entry::File => plan::NetnsDir::Other,
+            Entry::File => plan::NetnsDir::Other,
+        })
     };
     let tmpfiles = match root.entry(plan::TMPFILES_NETNS)? {
         Entry::File => Some(root.read(plan::TMPFILES_NETNS)?),
         _ => None,
     };
-    plan::plan_ip_netns(&now, tmpfiles.as_deref())
+    plan::plan_ip_netns(now.as_ref(), tmpfiles.as_deref())
 }
 
 /// Same file? Paths systemd reports may go through /lib -> /usr/lib and other links.
@@ -368,13 +370,6 @@ fn is_running(st: &UnitState) -> bool {
     )
 }
 
-/// Per-unit facts from a live host before anything is written.
-struct LiveUnit {
-    state: UnitState,
-    /// The running process predates the fix (MountFlags still in force, or files changing).
-    restart: bool,
-}
-
 fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     let root = &ctx.root;
     let preview = args.dry_run || args.check;
@@ -393,6 +388,10 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         StrategyArg::DropIn => Strategy::DropIn,
         StrategyArg::FullCopy => Strategy::FullCopy,
     });
+    // Not root on a live host: say so before anything, even the lock, is touched.
+    if !preview && !ctx.offline {
+        require_root("dropfix fix")?;
+    }
     // One dropfix at a time, from the first look to the last restart: one that waited sees
     // what the other did and has nothing left to do (no second write, reload or restart).
     let _lock = if preview {
@@ -406,7 +405,7 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     let dirs = discover::search_path(root)?;
 
     // Ask systemd first: what it has loaded decides what exists, is masked, and runs.
-    let mut live: Vec<(String, UnitState)> = Vec::new();
+    let mut live: Vec<UnitState> = Vec::new();
     if let Some(m) = mgr.as_mut() {
         let mut keep = Vec::new();
         for u in &units {
@@ -422,60 +421,74 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                 _ => {}
             }
             keep.push(u.clone());
-            live.push((u.to_string(), st));
+            live.push(st);
         }
         units = keep;
     }
 
     let mut plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
-    let mut live_units: Vec<LiveUnit> = Vec::new();
+    // Per plan, what systemd reports about it (None offline).
+    let mut states: Vec<Option<UnitState>> = Vec::new();
     for p in plans.iter_mut() {
-        let Some((_, st)) = live
+        let st = live
             .iter()
-            .find(|(n, st)| *n == p.unit || st.id == p.unit || st.names.contains(&p.unit))
-        else {
-            continue;
-        };
-        let found = discover::discover(
-            root,
-            &dirs,
-            &UnitName::parse(&p.unit).map_err(anyhow::Error::msg)?,
-            version.as_ref().map(|v| v.major),
-        )?;
-        if let Ok(d) = found {
-            let dropins: Vec<String> = discover::applied(&d.dropins)
-                .iter()
-                .map(|x| x.path.clone())
-                .collect();
-            compare_with_systemd(root, p, st, &d.fragment.path, &dropins);
+            .find(|st| st.id == p.unit || st.names.contains(&p.unit))
+            .cloned();
+        if let Some(st) = &st {
+            let found = discover::discover(
+                root,
+                &dirs,
+                &UnitName::parse(&p.unit).map_err(anyhow::Error::msg)?,
+                version.as_ref().map(|v| v.major),
+            )?;
+            if let Ok(d) = found {
+                let dropins: Vec<String> = discover::applied(&d.dropins)
+                    .iter()
+                    .map(|x| x.path.clone())
+                    .collect();
+                compare_with_systemd(root, p, st, &d.fragment.path, &dropins);
+            }
         }
-        let bus_flags = st.mount_flags.and_then(MountFlags::from_bus);
-        let stale_process = is_running(st)
-            && p.after.namespacing.is_empty()
-            && !verify::same_mount_ns_as_pid1(Path::new("/proc"), &p.unit, st.main_pid).ok;
-        let restart = is_running(st)
-            && (!p.changes.is_empty() || bus_flags != Some(MountFlags::Unset) || stale_process);
-        live_units.push(LiveUnit {
-            state: st.clone(),
-            restart,
-        });
+        states.push(st);
     }
-    let mut netns_changes = if args.link_ip_netns {
-        plan_netns(root)?
+    let netns_changes = if args.link_ip_netns {
+        plan_netns(root, ctx.offline)?
     } else {
         Vec::new()
     };
     let files_change = plans.iter().any(|p| !p.changes.is_empty()) || !netns_changes.is_empty();
-    // systemd still runs an old configuration: the files are fixed but not loaded.
-    let reload_pending = plans.iter().zip(&live_units).any(|(p, l)| {
-        l.state.mount_flags.and_then(MountFlags::from_bus) != Some(p.after.mount_flags)
+    // systemd still runs an old configuration: the files are right but not loaded.
+    let reload_pending = plans.iter().zip(&states).any(|(p, st)| {
+        st.as_ref().is_some_and(|st| {
+            st.mount_flags.and_then(MountFlags::from_bus) != Some(p.after.mount_flags)
+        })
     });
+    // Restart a running unit when its files change, or when it still runs with MountFlags set
+    // (files fixed earlier without a restart). Never for an override that does not unset it.
     let restart_units: Vec<String> = plans
         .iter()
-        .zip(&live_units)
-        .filter(|(_, l)| l.restart)
+        .zip(&states)
+        .filter(|(p, st)| {
+            let Some(st) = st else { return false };
+            let stale = p.after.namespacing.is_empty()
+                && !verify::same_mount_ns_as_pid1(Path::new("/proc"), &p.unit, st.main_pid).ok;
+            is_running(st)
+                && unsets(p)
+                && (!p.changes.is_empty()
+                    || st.mount_flags.and_then(MountFlags::from_bus) != Some(MountFlags::Unset)
+                    || stale)
+        })
         .map(|(p, _)| p.unit.clone())
         .collect();
+    for p in plans
+        .iter_mut()
+        .filter(|p| !unsets(p) && !p.changes.is_empty())
+    {
+        p.notes.push(format!(
+            "{} will not be restarted: this override does not unset MountFlags on this systemd",
+            p.unit
+        ));
+    }
     let live_mode = mgr.is_some();
     let mut actions = Vec::new();
     // Offline, a preview still lists what a live run would do; an offline write clears it.
@@ -489,7 +502,7 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
             actions.extend(
                 plans
                     .iter()
-                    .filter(|p| !p.changes.is_empty())
+                    .filter(|p| !p.changes.is_empty() && unsets(p))
                     .map(|p| format!("restart {} if it is running", p.unit)),
             );
         }
@@ -509,8 +522,8 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         restarted: false,
         rolled_back: false,
     };
-    for (u, l) in report.units.iter_mut().zip(&live_units) {
-        u.active_state = Some(l.state.active_state.clone());
+    for (u, st) in report.units.iter_mut().zip(&states) {
+        u.active_state = st.as_ref().map(|s| s.active_state.clone());
     }
 
     if preview {
@@ -523,20 +536,8 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     }
 
     let Some(mut m) = mgr else {
-        // Offline (or a host without systemd reachable is an error above): files only.
-        if files_change {
-            plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
-            netns_changes = if args.link_ip_netns {
-                plan_netns(root)?
-            } else {
-                Vec::new()
-            };
-            apply_all(root, &plans, &netns_changes)?;
-            report.units = plans.iter().map(unit_report).collect();
-            report.files = netns_changes.iter().map(file_report).collect();
-            report.changed =
-                plans.iter().any(|p| !p.changes.is_empty()) || !netns_changes.is_empty();
-        }
+        // Offline: files only.
+        apply_all(root, &plans, &netns_changes)?;
         report.actions.clear();
         ctx.out_fix(&report)?;
         return Ok(0);
@@ -552,7 +553,6 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         return Ok(0);
     }
 
-    require_root("dropfix fix")?;
     let restart_ok = if restart_units.is_empty() || args.live.no_restart || args.live.yes {
         true
     } else if std::io::stdin().is_terminal() {
@@ -565,26 +565,6 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     };
 
     let applied = if files_change {
-        // Plan again under the lock: another dropfix may have finished meanwhile.
-        plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
-        let keep_live: Vec<_> = report
-            .units
-            .iter()
-            .map(|u| (u.active_state.clone(), u.unit.clone()))
-            .collect();
-        report.units = plans.iter().map(unit_report).collect();
-        for u in report.units.iter_mut() {
-            u.active_state = keep_live
-                .iter()
-                .find(|(_, n)| *n == u.unit)
-                .and_then(|(a, _)| a.clone());
-        }
-        netns_changes = if args.link_ip_netns {
-            plan_netns(root)?
-        } else {
-            Vec::new()
-        };
-        report.files = netns_changes.iter().map(file_report).collect();
         Some(apply_all(root, &plans, &netns_changes)?)
     } else {
         None
@@ -597,8 +577,9 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
      -> Result<i32> {
         let mut msg = why;
         if let Some(a) = &applied {
-            msg.push_str(&restore(m, a, &w, restarted, args.live.timeout));
-            report.rolled_back = true;
+            let (what, ok) = restore(m, a, &w, restarted, args.live.timeout);
+            msg.push_str(&what);
+            report.rolled_back = ok;
         }
         report.changed = applied.is_some();
         ctx.out_fix(report)?;
@@ -614,37 +595,34 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         );
     }
     report.reloaded = true;
-    // systemd must now report what the files say, with dropfix's file loaded.
+    // systemd must now report what the files say, with dropfix's files loaded.
     for p in &plans {
-        let st = m.unit(&p.unit)?;
+        let st = match m.unit(&p.unit) {
+            Ok(st) => st,
+            Err(e) => return rollback(&mut m, &mut report, &[], format!("{e:#}")),
+        };
         let expect = p.after.mount_flags;
         let got = st.mount_flags.and_then(MountFlags::from_bus);
-        let ours_loaded = p
+        let not_loaded: Vec<&str> = p
             .changes
             .iter()
             .filter(|c| c.action != plan::Action::Remove)
-            .all(|c| {
-                same_file(root, &st.fragment_path, &c.path)
-                    || st.drop_in_paths.iter().any(|d| same_file(root, d, &c.path))
-            });
-        let forced_mismatch = p.warnings.iter().any(|w| w.starts_with("--strategy"));
-        if !forced_mismatch && (got != Some(expect) || !ours_loaded) {
+            .filter(|c| {
+                !same_file(root, &st.fragment_path, &c.path)
+                    && !st.drop_in_paths.iter().any(|d| same_file(root, d, &c.path))
+            })
+            .map(|c| c.path.as_str())
+            .collect();
+        if got != Some(expect) || !not_loaded.is_empty() {
             let why = format!(
                 "{}: after daemon-reload systemd reports MountFlags={} (expected {}){}",
                 p.unit,
-                got.map_or("?".to_string(), |g| g.describe().to_string()),
+                got.map_or("?", |g| g.describe()),
                 expect.describe(),
-                if ours_loaded {
+                if not_loaded.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        ", and it did not load {}",
-                        p.changes
-                            .iter()
-                            .map(|c| c.path.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                    format!(", and it did not load {}", not_loaded.join(", "))
                 }
             );
             return rollback(&mut m, &mut report, &[], why);
@@ -686,7 +664,10 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                 )
             }
         };
-        let st = m.unit(u)?;
+        let st = match m.unit(u) {
+            Ok(st) => st,
+            Err(e) => return rollback(&mut m, &mut report, &restarted, format!("{e:#}")),
+        };
         if let Some(r) = report.units.iter_mut().find(|r| r.unit == *u) {
             r.restarted = true;
             r.job_result = Some(outcome_str(&outcome));
@@ -704,21 +685,20 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         }
     }
 
-    // Verify, with evidence.
+    // Verify, with evidence. A failure that a warned-about sandboxing setting explains, or an
+    // override that cannot unset MountFlags here (forced strategy), is reported, not undone.
     for p in &plans {
-        let st = m.unit(&p.unit)?;
+        let st = match m.unit(&p.unit) {
+            Ok(st) => st,
+            Err(e) => return rollback(&mut m, &mut report, &restarted, format!("{e:#}")),
+        };
         let v = verify_unit(p, &st);
-        let explained = !p.after.namespacing.is_empty();
-        let ok = v
-            .checks
-            .iter()
-            .filter(|c| !c.check.contains("/netns/"))
-            .all(|c| c.ok);
+        let explained = !p.after.namespacing.is_empty() || !unsets(p);
         if let Some(r) = report.units.iter_mut().find(|r| r.unit == p.unit) {
             r.verify = Some(v.clone());
             r.active_state = Some(st.active_state.clone());
         }
-        if !ok && !explained {
+        if !v.ok && !explained {
             let failed: Vec<String> = v
                 .checks
                 .iter()
@@ -735,8 +715,8 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     }
     let not_running: Vec<String> = plans
         .iter()
-        .zip(&live_units)
-        .filter(|(p, l)| !is_running(&l.state) && !p.changes.is_empty())
+        .zip(&states)
+        .filter(|(p, st)| st.as_ref().is_some_and(|st| !is_running(st)) && !p.changes.is_empty())
         .map(|(p, _)| {
             format!(
                 "{} is not running, so it was not started: it will start without MountFlags",
@@ -752,6 +732,11 @@ fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Does the plan leave MountFlags unset? (A forced strategy may not, on some versions.)
+fn unsets(p: &UnitPlan) -> bool {
+    p.after.mount_flags == MountFlags::Unset
+}
+
 /// Put the previous files back, reload, and restart the units already restarted with the new
 /// ones; returns what happened, to be appended to the reason for rolling back.
 fn restore(
@@ -760,14 +745,21 @@ fn restore(
     w: &Writer,
     restarted: &[String],
     timeout: u64,
-) -> String {
+) -> (String, bool) {
+    let mut ok = true;
     let mut msg = match applied.rollback(w) {
         Ok(()) => "; restored the previous files".to_string(),
-        Err(e) => format!("; restoring the previous files failed: {e:#}"),
+        Err(e) => {
+            ok = false;
+            format!("; restoring the previous files failed: {e:#}")
+        }
     };
     match m.reload() {
         Ok(()) => msg.push_str(", reloaded systemd"),
-        Err(e) => msg.push_str(&format!(", reload failed: {e:#}")),
+        Err(e) => {
+            ok = false;
+            msg.push_str(&format!(", reload failed: {e:#}"))
+        }
     }
     for u in restarted {
         let back = m.restart(u, Duration::from_secs(timeout));
@@ -776,14 +768,20 @@ fn restore(
             Ok(JobOutcome::Done) if active == "active" => {
                 msg.push_str(&format!(", restarted {u} with them: it is active again"))
             }
-            Ok(o) => msg.push_str(&format!(
-                ", restarting {u} with them gave {} (ActiveState={active})",
-                outcome_str(&o)
-            )),
-            Err(e) => msg.push_str(&format!(", restarting {u} with them failed: {e:#}")),
+            Ok(o) => {
+                ok = false;
+                msg.push_str(&format!(
+                    ", restarting {u} with them gave {} (ActiveState={active})",
+                    outcome_str(&o)
+                ))
+            }
+            Err(e) => {
+                ok = false;
+                msg.push_str(&format!(", restarting {u} with them failed: {e:#}"))
+            }
         }
     }
-    msg
+    (msg, ok)
 }
 
 fn outcome_str(o: &JobOutcome) -> String {
@@ -821,8 +819,13 @@ fn verify_unit(p: &UnitPlan, st: &UnitState) -> VerifyReport {
             checks.extend(verify::netns_entries(proc_root, dir));
         }
     }
+    // A stale netns file (a sandbox of a container the restart stopped) is evidence, not a
+    // failure of the fix: `ok` and the rollback decision rest on the other checks.
     VerifyReport {
-        ok: checks.iter().all(|c| c.ok),
+        ok: checks
+            .iter()
+            .filter(|c| !c.check.contains("/netns/"))
+            .all(|c| c.ok),
         checks,
     }
 }
@@ -845,9 +848,7 @@ fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
         .map(|u| u.to_string())
         .collect();
     let w = Writer::new(root);
-    let mut notes = Vec::new();
-    let mut mgr = connect(ctx, args.dry_run, &mut notes)?;
-    if mgr.is_some() && !args.dry_run {
+    if !args.dry_run && !ctx.offline {
         require_root("dropfix revert")?;
     }
     let _lock = if args.dry_run {
@@ -855,7 +856,43 @@ fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
     } else {
         Some(Lock::acquire(root)?)
     };
-    let done = state::revert(&w, &units, args.dry_run)?;
+    let mut notes = Vec::new();
+    let mut mgr = connect(ctx, args.dry_run, &mut notes)?;
+    // What revert will do, before doing it: consent to restart is asked first, as for fix.
+    let planned = state::revert(&w, &units, true)?;
+    // Only unit files and drop-ins call for a restart (not /run/netns or tmpfiles.d).
+    let mut touched: Vec<String> = planned
+        .iter()
+        .filter(|r| r.action != "skip" && r.path.starts_with("/etc/systemd/"))
+        .map(|r| r.unit.clone())
+        .collect();
+    touched.sort();
+    touched.dedup();
+    let mut running = Vec::new();
+    if let Some(m) = mgr.as_mut() {
+        for u in &touched {
+            if is_running(&m.unit(u)?) {
+                running.push(u.clone());
+            }
+        }
+    }
+    let consent = if args.dry_run || running.is_empty() || args.live.no_restart {
+        false
+    } else if args.live.yes {
+        true
+    } else if std::io::stdin().is_terminal() {
+        if !ask(&restart_question(&running))? {
+            bail!("not confirmed: nothing restored (use --no-restart to restore and reload without restarting)");
+        }
+        true
+    } else {
+        false
+    };
+    let done = if args.dry_run {
+        planned
+    } else {
+        state::revert(&w, &units, false)?
+    };
     let files: Vec<FileReport> = done
         .iter()
         .filter(|r| r.action != "skip")
@@ -870,13 +907,6 @@ fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
         .filter(|r| r.action == "skip")
         .map(|r| format!("{}: {}", r.path, r.reason.as_deref().unwrap_or("")))
         .collect();
-    let mut touched: Vec<String> = done
-        .iter()
-        .filter(|r| r.action != "skip")
-        .map(|r| r.unit.clone())
-        .collect();
-    touched.sort();
-    touched.dedup();
     let mut report = RevertReport {
         command: "revert".into(),
         root: root_label(root),
@@ -893,57 +923,31 @@ fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
         ctx.out_revert(&report)?;
         return Ok(0);
     };
-    if args.dry_run || touched.is_empty() {
+    if args.dry_run || !report.changed {
         ctx.out_revert(&report)?;
         return Ok(0);
     }
     m.reload()
         .context("files restored, but daemon-reload failed")?;
     report.reloaded = true;
-    restart_after(ctx, m, &args.live, &touched, &mut report)
-}
-
-/// Restart the running units among `units`, with consent; used by revert.
-fn restart_after(
-    ctx: &Ctx,
-    m: &mut Systemd,
-    live: &LiveArgs,
-    units: &[String],
-    report: &mut RevertReport,
-) -> Result<i32> {
-    let mut running = Vec::new();
-    for u in units {
-        let st = m.unit(u)?;
-        if is_running(&st) {
-            running.push(u.clone());
-        }
-    }
-    if running.is_empty() {
-        ctx.out_revert(report)?;
-        return Ok(0);
-    }
-    let go = if live.no_restart {
-        false
-    } else if live.yes {
-        true
-    } else {
-        ask(&restart_question(&running))?
-    };
-    if !go {
+    if !running.is_empty() && !consent {
         report
             .pending
             .push(format!("restart {}", running.join(" ")));
-        ctx.out_revert(report)?;
-        if live.no_restart {
+        ctx.out_revert(&report)?;
+        if args.live.no_restart {
             return Ok(0);
         }
-        bail!("files restored and systemd reloaded, but {} was not restarted: run `dropfix revert --yes` or restart it yourself", running.join(" and "));
+        bail!(
+            "files restored and systemd reloaded, but {} was not restarted: restarting docker stops its containers, so dropfix asks first; there is no terminal to ask on, so run `dropfix revert --yes` (or restart it yourself)",
+            running.join(" and ")
+        );
     }
     for u in &running {
-        let o = m.restart(u, Duration::from_secs(live.timeout))?;
+        let o = m.restart(u, Duration::from_secs(args.live.timeout))?;
         let st = m.unit(u)?;
         if o != JobOutcome::Done || st.active_state != "active" {
-            ctx.out_revert(report)?;
+            ctx.out_revert(&report)?;
             bail!(
                 "{u}: restart after revert gave {} (ActiveState={})",
                 outcome_str(&o),
@@ -952,7 +956,7 @@ fn restart_after(
         }
         report.restarted.push(u.clone());
     }
-    ctx.out_revert(report)?;
+    ctx.out_revert(&report)?;
     Ok(0)
 }
 
@@ -973,10 +977,10 @@ fn file_facts(
     dirs: &[SearchDir],
     name: &UnitName,
     version: Option<&Version>,
-) -> Result<doctor::FileFacts> {
+) -> Result<Option<doctor::FileFacts>> {
     let d = match discover::discover(root, dirs, name, version.map(|v| v.major))? {
         Ok(d) => d,
-        Err(Missing::NotFound) => bail!("no unit file found"),
+        Err(Missing::NotFound) => return Ok(None),
         Err(Missing::Masked(p)) => bail!("masked by {p}"),
     };
     let section = crate::effective::exec_section(d.unit.unit_type()).unwrap_or("Service");
@@ -994,10 +998,10 @@ fn file_facts(
     {
         newest = newest.max(mtime_us(root, p));
     }
-    Ok(doctor::FileFacts {
+    Ok(Some(doctor::FileFacts {
         effective,
         newest_change_us: newest,
-    })
+    }))
 }
 
 /// Facts about /proc: namespace files, who holds them, leaked mounts.
@@ -1156,10 +1160,7 @@ fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
         };
         let files = file_facts(root, &dirs, name, version.as_ref());
         let not_there = bus.as_ref().is_some_and(|b| b.load_state == "not-found")
-            || (bus.is_none()
-                && files
-                    .as_ref()
-                    .is_err_and(|e| e.to_string() == "no unit file found"));
+            || (bus.is_none() && matches!(files, Ok(None)));
         if not_there {
             if explicit || name.as_str() == "docker.service" {
                 bail!("could not check {name}: unit not found");
@@ -1171,7 +1172,8 @@ fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
             .filter(|b| b.main_pid != 0)
             .and_then(|b| verify::mount_ns(Path::new("/proc"), b.main_pid));
         let (files, files_error) = match files {
-            Ok(f) => (Some(f), None),
+            Ok(Some(f)) => (Some(f), None),
+            Ok(None) => (None, Some("no unit file found".to_string())),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
         facts.push(doctor::UnitFacts {
@@ -1301,9 +1303,15 @@ fn one_unit(arg: &str) -> Result<UnitName> {
 }
 
 /// Discover a unit that must exist and not be masked.
-fn discover_one(root: &Root, name: &UnitName) -> Result<discover::Discovered> {
+fn discover_one(
+    root: &Root,
+    name: &UnitName,
+    version: Option<&Version>,
+) -> Result<discover::Discovered> {
     let dirs = discover::search_path(root)?;
-    match discover::discover(root, &dirs, name, None).with_context(|| format!("reading {name}"))? {
+    match discover::discover(root, &dirs, name, version.map(|v| v.major))
+        .with_context(|| format!("reading {name}"))?
+    {
         Ok(d) => Ok(d),
         Err(Missing::NotFound) => bail!("{name}: unit not found in {}", root_label(root)),
         Err(Missing::Masked(p)) => {
@@ -1334,7 +1342,13 @@ fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
         }
         wanted.push((sec, key));
     }
-    let d = discover_one(root, &name)?;
+    let mut mgr = if ctx.offline {
+        None
+    } else {
+        Some(Systemd::connect()?)
+    };
+    let version = version_for(root, None, mgr.as_mut())?;
+    let d = discover_one(root, &name, version.as_ref())?;
     let applied = discover::applied(&d.dropins);
     let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)?;
     let mut all = settings::merge_all(&sources);
@@ -1347,8 +1361,7 @@ fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
     }
     let mut need_reload = false;
     let live = !ctx.offline;
-    if live {
-        let mut m = Systemd::connect()?;
+    if let Some(m) = mgr.as_mut() {
         let st = m.unit(d.unit.as_str())?;
         need_reload = st.need_daemon_reload;
         let props = m.unit_properties(d.unit.as_str())?;
@@ -1409,7 +1422,33 @@ fn edit_settings(
 ) -> Result<i32> {
     let root = &ctx.root;
     let preview = dry_run || check;
-    let d = discover_one(root, name)?;
+    if !preview && !ctx.offline {
+        require_root(&format!("dropfix {command}"))?;
+    }
+    // Held from the first read to the last write: two sets at once never lose one's change.
+    let _lock = if preview {
+        None
+    } else {
+        Some(Lock::acquire(root)?)
+    };
+    let mut mgr = if ctx.offline {
+        None
+    } else {
+        Some(Systemd::connect()?)
+    };
+    let version = version_for(root, None, mgr.as_mut())?;
+    if let Some(v) = version.as_ref().filter(|v| {
+        crate::effective::EmptyAssignment::for_version(v.major)
+            == crate::effective::EmptyAssignment::Ignored
+    }) {
+        let empty_mf = ops.iter().any(
+            |o| matches!(o, Op::Set { key, value, .. } if key == "MountFlags" && value.is_empty()),
+        );
+        if empty_mf {
+            bail!("Service.MountFlags=: systemd {} ignores an empty MountFlags= (229 to 232 do); use dropfix fix, which copies the unit instead", v.major);
+        }
+    }
+    let d = discover_one(root, name, version.as_ref())?;
     let unit = d.unit.to_string();
     let dir = plan::own_dropin_dir(&unit);
     // dropfix's settings drop-in: the one it wrote earlier, or a new late-sorting name.
@@ -1513,16 +1552,13 @@ fn edit_settings(
             0
         });
     }
-    if ctx.offline {
-        let _lock = Lock::acquire(root)?;
+    let Some(mut m) = mgr else {
         let w = Writer::new(root);
         let tagged: Vec<(&str, &FileChange)> = changes.iter().map(|c| (unit.as_str(), c)).collect();
         state::apply_changes(&w, &tagged).context("writing the drop-in")?;
         out(&report)?;
         return Ok(0);
-    }
-    let mut m = Systemd::connect()?;
-    require_root(&format!("dropfix {command}"))?;
+    };
     let st = m.unit(&unit)?;
     let running = is_running(&st);
     let go = if !restart.restart || !running {
@@ -1537,7 +1573,6 @@ fn edit_settings(
     } else {
         bail!("--restart needs consent: there is no terminal to ask on, so add --yes");
     };
-    let _lock = Lock::acquire(root)?;
     let w = Writer::new(root);
     let tagged: Vec<(&str, &FileChange)> = changes.iter().map(|c| (unit.as_str(), c)).collect();
     let applied = state::apply_changes(&w, &tagged).context("writing the drop-in")?;
@@ -1552,8 +1587,9 @@ fn edit_settings(
         } else {
             Vec::new()
         };
-        msg.push_str(&restore(m, &applied, &w, &units, restart.timeout));
-        report.rolled_back = true;
+        let (what, ok) = restore(m, &applied, &w, &units, restart.timeout);
+        msg.push_str(&what);
+        report.rolled_back = ok;
         out(report)?;
         Err(anyhow!(msg))
     };
@@ -1579,7 +1615,10 @@ fn edit_settings(
             .filter_map(|s| settings::compare(s, &props))
             .collect())
     };
-    report.verify = verify_now(&mut m)?;
+    report.verify = match verify_now(&mut m) {
+        Ok(v) => v,
+        Err(e) => return fail(&mut m, &mut report, false, format!("{e:#}")),
+    };
     if let Some(bad) = report.verify.iter().find(|v| v.agrees == Some(false)) {
         let why = format!(
             "after daemon-reload systemd reports {}={}, not what the files now say",
@@ -1599,7 +1638,10 @@ fn edit_settings(
                 )
             }
         };
-        let st = m.unit(&unit)?;
+        let st = match m.unit(&unit) {
+            Ok(st) => st,
+            Err(e) => return fail(&mut m, &mut report, true, format!("{e:#}")),
+        };
         report.restarted = true;
         report.job_result = Some(outcome_str(&outcome));
         if outcome != JobOutcome::Done || st.active_state != "active" {
@@ -1611,7 +1653,10 @@ fn edit_settings(
             );
             return fail(&mut m, &mut report, true, why);
         }
-        report.verify = verify_now(&mut m)?;
+        report.verify = match verify_now(&mut m) {
+            Ok(v) => v,
+            Err(e) => return fail(&mut m, &mut report, true, format!("{e:#}")),
+        };
     } else if running {
         report.pending.push(format!(
             "restart {unit} for the change to take effect (dropfix {command} --restart)"

@@ -185,7 +185,7 @@ pub struct RestartArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Seconds to wait for the restart job before treating it as failed.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
 }
 
@@ -244,7 +244,7 @@ pub struct LiveArgs {
     #[arg(long)]
     pub no_restart: bool,
     /// Seconds to wait for the restart job before treating it as failed.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
 }
 

@@ -6,8 +6,10 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-/// Lock file on the running host (`/run/lock` is a tmpfs: no trace survives a reboot).
-const HOST_LOCK: &str = "/run/lock/dropfix.lock";
+/// Lock file on the running host. In /run itself, which only root may write: in the
+/// world-writable /run/lock any user could create it first and lock root out. /run is a tmpfs,
+/// so no trace survives a reboot.
+const HOST_LOCK: &str = "/run/dropfix.lock";
 
 /// Held while dropfix works on a root; released on drop (or when the process dies).
 pub struct Lock {
@@ -16,7 +18,7 @@ pub struct Lock {
 
 impl Lock {
     /// Take the lock for `root`, waiting (and saying so) while another dropfix holds it.
-    /// On the host it is a file under /run/lock; on an image root, the root directory itself,
+    /// On the host it is /run/dropfix.lock; on an image root, the root directory itself,
     /// so the image gains no file.
     pub fn acquire(root: &Root) -> Result<Lock> {
         let fd = if root.is_host() {
@@ -53,7 +55,7 @@ fn host_lock() -> Result<OwnedFd> {
         Mode::from_raw_mode(0o600),
     ) {
         Ok(fd) => fd,
-        // No /run/lock (a minimal system): the root directory serves, as for --root.
+        // No /run (a minimal system): the root directory serves, as for --root.
         Err(Errno::NOENT) => {
             return rfs::open(
                 "/",

@@ -18,13 +18,6 @@ use zbus::message::Type as MessageType;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Structure};
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
-/// `MountFlags=private` as systemd reports it in `Service.MountFlags` (`MS_PRIVATE`).
-pub const MS_PRIVATE: u64 = 262_144;
-/// `MountFlags=slave` (`MS_SLAVE`).
-pub const MS_SLAVE: u64 = 524_288;
-/// `MountFlags=shared` (`MS_SHARED`).
-pub const MS_SHARED: u64 = 1_048_576;
-
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
@@ -64,7 +57,7 @@ pub struct UnitState {
     pub drop_in_paths: Vec<String>,
     /// `NeedDaemonReload`: files on disk changed since systemd last loaded the unit.
     pub need_daemon_reload: bool,
-    /// `Service.MountFlags` (0, [`MS_PRIVATE`], [`MS_SLAVE`], [`MS_SHARED`]); `None` for non-services.
+    /// `Service.MountFlags` (0, or the MS_PRIVATE/MS_SLAVE/MS_SHARED bit); `None` for non-services.
     pub mount_flags: Option<u64>,
     /// `Service.MainPID`, 0 if none (always 0 for non-services).
     pub main_pid: u32,
@@ -98,14 +91,6 @@ pub trait ServiceManager {
     fn reload(&mut self) -> Result<()>;
     /// `RestartUnit(name, "replace")` and waits up to `timeout` for the job to finish.
     fn restart(&mut self, name: &str, timeout: Duration) -> Result<JobOutcome>;
-}
-
-/// systemd's major version from `Manager.Version`: `"252.39-1~deb12u2"` -> 252, `"231"` -> 231.
-pub fn parse_version(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let s = s.strip_prefix('v').unwrap_or(s);
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    s[..end].parse().ok()
 }
 
 /// Maps a `JobRemoved` result string the way systemctl does: only `done` is success.
@@ -788,16 +773,6 @@ fn block_on_until<F: Future>(deadline: Instant, fut: F) -> Option<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_version_takes_the_leading_number() {
-        assert_eq!(parse_version("252.39-1~deb12u2"), Some(252));
-        assert_eq!(parse_version("231"), Some(231));
-        assert_eq!(parse_version("239 (239-58.el8_6.8)"), Some(239));
-        assert_eq!(parse_version("v256.5"), Some(256));
-        assert_eq!(parse_version(""), None);
-        assert_eq!(parse_version("unknown"), None);
-    }
 
     #[test]
     fn only_done_is_success_and_unknown_results_are_failures() {

@@ -51,6 +51,17 @@ pub enum Action {
     Remove,
 }
 
+impl Action {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Remove => "remove",
+        }
+    }
+}
+
 /// One planned file change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileChange {
@@ -591,14 +602,20 @@ pub enum NetnsDir {
 /// Plan `--link-ip-netns`: /run/netns becomes a link to docker's directory (now, and at every
 /// boot through tmpfiles.d), so `ip netns list/exec` see docker's namespaces. Refused when
 /// /run/netns holds anything: those namespaces belong to someone else.
-pub fn plan_ip_netns(now: &NetnsDir, tmpfiles: Option<&[u8]>) -> Result<Vec<FileChange>> {
+/// `now` is None for an image root: its /run is a tmpfs at boot, so only the tmpfiles.d line
+/// is written.
+pub fn plan_ip_netns(now: Option<&NetnsDir>, tmpfiles: Option<&[u8]>) -> Result<Vec<FileChange>> {
     let mut changes = Vec::new();
-    let link_ok = matches!(now, NetnsDir::Link(t) if t == DOCKER_NETNS || t == "docker/netns");
-    match now {
+    let link_ok = match now {
+        None => true,
+        Some(NetnsDir::Link(t)) => t == DOCKER_NETNS || t == "docker/netns",
+        Some(_) => false,
+    };
+    match now.unwrap_or(&NetnsDir::Missing) {
         _ if link_ok => {}
         NetnsDir::Missing | NetnsDir::EmptyDir => changes.push(FileChange {
             path: IP_NETNS.into(),
-            action: if *now == NetnsDir::Missing { Action::Create } else { Action::Replace },
+            action: if now == Some(&NetnsDir::Missing) { Action::Create } else { Action::Replace },
             old: Vec::new(),
             new: format!("symlink to {DOCKER_NETNS}\n").into_bytes(),
             purpose: "ip netns sees docker's namespaces".into(),
@@ -676,19 +693,20 @@ mod tests {
 
     #[test]
     fn ip_netns_link_is_planned_for_missing_or_empty_and_refused_when_busy() {
-        let c = plan_ip_netns(&NetnsDir::Missing, None).unwrap();
+        let c = plan_ip_netns(Some(&NetnsDir::Missing), None).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].link.as_deref(), Some(DOCKER_NETNS));
         assert!(
             String::from_utf8_lossy(&c[1].new).contains("L /run/netns - - - - /run/docker/netns")
         );
         assert_eq!(
-            plan_ip_netns(&NetnsDir::EmptyDir, None).unwrap()[0].action,
+            plan_ip_netns(Some(&NetnsDir::EmptyDir), None).unwrap()[0].action,
             Action::Replace
         );
-        let done = plan_ip_netns(&NetnsDir::Link(DOCKER_NETNS.into()), Some(&c[1].new)).unwrap();
+        let done =
+            plan_ip_netns(Some(&NetnsDir::Link(DOCKER_NETNS.into())), Some(&c[1].new)).unwrap();
         assert!(done.is_empty());
-        let e = plan_ip_netns(&NetnsDir::Busy(vec!["blue".into()]), None).unwrap_err();
+        let e = plan_ip_netns(Some(&NetnsDir::Busy(vec!["blue".into()])), None).unwrap_err();
         assert!(e.to_string().contains("blue"), "{e}");
     }
 }

@@ -27,8 +27,8 @@ pub struct Row {
     pub mount_flags: String,
     /// Other settings that force a mount namespace, as `Key=value`.
     pub settings: Vec<String>,
-    /// ActiveState (live) or "" (offline).
-    pub active: String,
+    /// ActiveState (live; null offline).
+    pub active: Option<String>,
     /// Known to make mounts others need (docker, containerd, kubelet, ...).
     pub makes_mounts: bool,
 }
@@ -80,7 +80,7 @@ pub fn from_properties(
             settings.push(format!("{key}={v}"));
         }
     }
-    row(unit, active, flags, settings, version)
+    row(unit, Some(active), flags, settings, version)
 }
 
 /// A row from the merged unit files, when the unit would have a private mount namespace.
@@ -90,12 +90,12 @@ pub fn from_effective(unit: &str, eff: &Effective, version: Option<u32>) -> Opti
         .iter()
         .map(|n| format!("{}={}", n.key, n.value))
         .collect();
-    row(unit, "", eff.mount_flags, settings, version)
+    row(unit, None, eff.mount_flags, settings, version)
 }
 
 fn row(
     unit: &str,
-    active: &str,
+    active: Option<&str>,
     flags: MountFlags,
     settings: Vec<String>,
     version: Option<u32>,
@@ -107,7 +107,7 @@ fn row(
         unit: unit.to_string(),
         mount_flags: flags.as_str().to_string(),
         settings,
-        active: active.to_string(),
+        active: active.map(str::to_string),
         makes_mounts: makes_mounts(unit),
     })
 }
@@ -118,7 +118,7 @@ pub fn table(rows: &[Row]) -> String {
     let w = rows.iter().map(|r| r.unit.len()).max().unwrap_or(4).max(4);
     let a = rows
         .iter()
-        .map(|r| r.active.len())
+        .map(|r| r.active.as_deref().unwrap_or("-").len())
         .max()
         .unwrap_or(0)
         .max(6);
@@ -135,7 +135,7 @@ pub fn table(rows: &[Row]) -> String {
             } else {
                 &r.mount_flags
             },
-            if r.active.is_empty() { "-" } else { &r.active },
+            r.active.as_deref().unwrap_or("-"),
             if r.makes_mounts { "yes" } else { "-" },
             r.settings.join(" ")
         );

@@ -217,12 +217,7 @@ fn property_name(key: &str) -> String {
     match key {
         "TimeoutSec" => "TimeoutStartUSec".into(),
         "StartLimitInterval" | "StartLimitIntervalSec" => "StartLimitIntervalUSec".into(),
-        k if k.ends_with("Sec")
-            && directives::parse_timespan_usec("1").is_some()
-            && is_time_key(k) =>
-        {
-            format!("{}USec", k.trim_end_matches("Sec"))
-        }
+        k if is_time_key(k) => format!("{}USec", k.trim_end_matches("Sec")),
         k => k.into(),
     }
 }

@@ -353,6 +353,10 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
             continue;
         }
         let cur = w.current(&r.path)?;
+        // dropfix created and later removed it, and it is still gone: nothing to undo.
+        if r.written.is_none() && r.original == Original::Absent && cur == Current::Absent {
+            continue;
+        }
         let ours = match (&r.written, &cur) {
             (Some(text), Current::File { data, .. }) => !r.link && data == text.as_bytes(),
             (Some(text), Current::Symlink(t)) => r.link && t == text,

@@ -101,14 +101,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_process_shares_namespace_with_itself() {
-        let me = std::process::id();
-        let c = same_mount_ns_as_pid1(Path::new("/proc"), "x", me);
-        // On any host, reading our own namespace works; equality depends on the host.
+    fn namespace_check_compares_the_links_of_pid_1_and_the_main_process() {
+        let t = tempfile::tempdir().unwrap();
+        for (pid, ns) in [
+            (1, "mnt:[4026531841]"),
+            (42, "mnt:[4026532999]"),
+            (43, "mnt:[4026531841]"),
+        ] {
+            std::fs::create_dir_all(t.path().join(format!("{pid}/ns"))).unwrap();
+            std::os::unix::fs::symlink(ns, t.path().join(format!("{pid}/ns/mnt"))).unwrap();
+        }
+        let own = same_mount_ns_as_pid1(t.path(), "docker.service", 42);
+        assert!(!own.ok);
         assert!(
-            c.evidence.contains(&format!("/proc/{me}/ns/mnt")),
+            own.evidence.contains("mnt:[4026532999]"),
             "{}",
-            c.evidence
+            own.evidence
+        );
+        assert!(same_mount_ns_as_pid1(t.path(), "docker.service", 43).ok);
+        assert!(!same_mount_ns_as_pid1(t.path(), "docker.service", 0).ok);
+        assert!(
+            !same_mount_ns_as_pid1(t.path(), "docker.service", 7).ok,
+            "unreadable is not ok"
         );
     }
 

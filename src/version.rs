@@ -14,8 +14,10 @@ pub struct Version {
 
 /// Leading integer of a systemd version string: "252.39-1~deb12u2" -> 252, "231" -> 231.
 pub fn parse_major(s: &str) -> Option<u32> {
+    let s = s.trim();
     let digits: String = s
-        .trim()
+        .strip_prefix('v')
+        .unwrap_or(s)
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
@@ -123,7 +125,9 @@ mod tests {
     fn parses_leading_integer() {
         assert_eq!(parse_major("252.39-1~deb12u2"), Some(252));
         assert_eq!(parse_major("231"), Some(231));
-        assert_eq!(parse_major("v231"), None);
+        assert_eq!(parse_major("v256.5"), Some(256));
+        assert_eq!(parse_major("239 (239-58.el8_6.8)"), Some(239));
+        assert_eq!(parse_major("unknown"), None);
         assert_eq!(parse_major(""), None);
     }
 

@@ -201,6 +201,22 @@ fn daemon_that_fails_once_fixed_is_rolled_back_and_active_again() {
     );
     assert_eq!(mount_flags(&c), "524288");
     assert_eq!(tree(&c.path("/etc/systemd/system")), etc_before);
+    // The same for machines: one JSON object that says it was rolled back.
+    let r = dropfix(&c, "fix --yes --format json");
+    assert_eq!(r.code, 1);
+    let j = r.json();
+    assert_eq!(j["rolled_back"], true);
+    assert_eq!(j["units"][0]["job_result"], "failed");
+    assert_eq!(
+        c.property(
+            "docker.service",
+            "org.freedesktop.systemd1.Unit",
+            "ActiveState"
+        ),
+        "active"
+    );
+    assert_eq!(tree(&c.path("/etc/systemd/system")), etc_before);
+    assert!(!c.path("/var/lib/dropfix").exists(), "no state left behind");
 }
 
 #[test]

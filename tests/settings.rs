@@ -235,6 +235,42 @@ fn full_copy_neutralising_dropfix_settings_keeps_every_other_setting() {
 }
 
 #[test]
+fn revert_after_set_then_unset_has_nothing_to_undo() {
+    let t = fixture(VENDOR);
+    let before = listing(t.path());
+    assert_eq!(
+        run(t.path(), &["set", "docker", "Service.LimitNOFILE=4096"]).0,
+        0
+    );
+    assert_eq!(
+        run(t.path(), &["unset", "docker", "Service.LimitNOFILE"]).0,
+        0
+    );
+    let (code, out, _) = run(t.path(), &["revert", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["changed"], false, "{v}");
+    assert_eq!(listing(t.path()), before);
+}
+
+#[test]
+fn link_ip_netns_on_an_image_root_writes_only_the_tmpfiles_line() {
+    let t = fixture("[Service]\nExecStart=/bin/true\nMountFlags=slave\n");
+    fs::create_dir_all(t.path().join("run/netns/blue")).unwrap();
+    let (code, out, err) = run(
+        t.path(),
+        &["fix", "--systemd-version", "252", "--link-ip-netns"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        t.path().join("run/netns/blue").exists(),
+        "the image's /run is left alone"
+    );
+    let conf = fs::read_to_string(t.path().join("etc/tmpfiles.d/dropfix-ip-netns.conf")).unwrap();
+    assert!(conf.contains("L /run/netns - - - - /run/docker/netns"));
+}
+
+#[test]
 fn unknown_key_bad_boolean_and_bad_enum_exit_1_and_write_nothing() {
     let t = fixture(VENDOR);
     let before = listing(t.path());
