@@ -490,14 +490,8 @@ pub fn dropin_dirs(
     let names = std::iter::once(primary.as_str().to_string()).chain(aliases.iter().cloned());
     for name in names {
         for d in dirs {
-            // unit_file_find_dirs(): the name, then (recursively) its template, then its prefixes.
-            let template = UnitName::parse(&name).ok().and_then(|n| n.template());
-            let mut names = vec![name.clone()];
-            names.extend(template.iter().cloned());
-            if prefixes {
-                names.extend(template.iter().flat_map(|t| unitname::prefix_names(t)));
-                names.extend(unitname::prefix_names(&name));
-            }
+            let mut names = Vec::new();
+            dropin_names(&name, prefixes, &mut names);
             for n in names {
                 push(join(&d.path, &format!("{n}.d")), d.rank, &mut out);
             }
@@ -513,6 +507,38 @@ pub fn dropin_dirs(
         }
     }
     out
+}
+
+/// `unit_file_find_dirs()`: the name, then (recursively) its template, then its prefix with
+/// the instance kept (`foo-bar@x.service` -> `foo-bar@.service`, `foo-.service`,
+/// `foo-@x.service`, `foo-@.service`). Prefixes count from v239 on.
+fn dropin_names(name: &str, prefixes: bool, out: &mut Vec<String>) {
+    if out.iter().any(|n| n == name) {
+        return;
+    }
+    out.push(name.to_string());
+    if let Some(t) = UnitName::parse(name).ok().and_then(|n| n.template()) {
+        dropin_names(&t, prefixes, out);
+    }
+    if !prefixes {
+        return;
+    }
+    let Some((stem, ty)) = name.rsplit_once('.') else {
+        return;
+    };
+    let (prefix, instance) = match stem.split_once('@') {
+        Some((p, i)) if !i.is_empty() => (p, Some(i)),
+        Some((p, _)) => (p, None),
+        None => (stem, None),
+    };
+    let Some(prefix) = unitname::dash_prefix(prefix) else {
+        return;
+    };
+    let built = match instance {
+        Some(i) => format!("{prefix}@{i}.{ty}"),
+        None => format!("{prefix}.{ty}"),
+    };
+    dropin_names(&built, prefixes, out);
 }
 
 /// systemd's `hidden_or_backup_file()`: dot files and package-manager leftovers are never read.
@@ -697,9 +723,13 @@ mod tests {
                 "/etc/systemd/system/foo-bar@x.service.d",
                 "/etc/systemd/system/foo-bar@.service.d",
                 "/etc/systemd/system/foo-.service.d",
+                "/etc/systemd/system/foo-@x.service.d",
+                "/etc/systemd/system/foo-@.service.d",
                 "/usr/lib/systemd/system/foo-bar@x.service.d",
                 "/usr/lib/systemd/system/foo-bar@.service.d",
                 "/usr/lib/systemd/system/foo-.service.d",
+                "/usr/lib/systemd/system/foo-@x.service.d",
+                "/usr/lib/systemd/system/foo-@.service.d",
                 "/etc/systemd/system/alias.service.d",
                 "/usr/lib/systemd/system/alias.service.d",
                 "/etc/systemd/system/service.d",

@@ -118,28 +118,30 @@ pub fn prefix_names(name: &str) -> Vec<String> {
     let Some((stem, ty)) = name.rsplit_once('.') else {
         return out;
     };
-    let mut prefix = stem
-        .split_once('@')
-        .map(|(p, _)| p)
-        .unwrap_or(stem)
-        .to_string();
+    let mut prefix = stem.split_once('@').map_or(stem, |(p, _)| p).to_string();
+    while let Some(p) = dash_prefix(&prefix) {
+        out.push(format!("{p}.{ty}"));
+        prefix = p;
+    }
+    out
+}
+
+/// The next shorter dash prefix, as `unit_file_find_dirs()` computes it: `foo-bar-baz` gives
+/// `foo-bar-`, `foo-bar-` gives `foo-`; None when there is none.
+pub fn dash_prefix(prefix: &str) -> Option<String> {
+    let mut p = prefix.to_string();
     let mut chopped = false;
     loop {
-        let Some(dash) = prefix.rfind('-') else {
-            return out;
-        };
+        let dash = p.rfind('-')?;
         if dash == 0 {
-            return out;
+            return None;
         }
-        if dash + 1 != prefix.len() || chopped {
-            prefix.truncate(dash + 1);
-            out.push(format!("{prefix}.{ty}"));
-            // systemd recurses on the new name; the next round chops its trailing dash once.
-            prefix.truncate(dash);
-            chopped = true;
-            continue;
+        if dash + 1 != p.len() || chopped {
+            p.truncate(dash + 1);
+            return Some(p);
         }
-        prefix.truncate(dash);
+        // A trailing dash is chopped off once, then the search goes on.
+        p.truncate(dash);
         chopped = true;
     }
 }
