@@ -1185,13 +1185,12 @@ fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
         });
     }
     if let Some(m) = mgr.as_mut() {
-        host.loaded_at_us = [
-            m.manager_u64("UnitsLoadFinishTimestamp"),
-            m.manager_u64("UnitsLoadTimestamp"),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        // UnitsLoadTimestamp (newer systemd) moves with every daemon-reload; the boot-time
+        // UnitsLoadFinishTimestamp alone would make every later edit look unloaded, so without
+        // the former the file times are not compared (NeedDaemonReload and values still are).
+        host.loaded_at_us = m
+            .manager_u64("UnitsLoadTimestamp")
+            .map(|t| t.max(m.manager_u64("UnitsLoadFinishTimestamp").unwrap_or(0)));
         let targets: Vec<String> = facts.iter().map(|f| f.unit.clone()).collect();
         host_proc_facts(&mut host, &targets);
     } else {
