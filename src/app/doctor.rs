@@ -1,0 +1,252 @@
+//! `doctor`: gather facts from the files, systemd and /proc, then let `crate::doctor` judge.
+
+use super::*;
+
+/// Microseconds since the epoch of a path's modification time, if it exists.
+fn mtime_us(root: &Root, path: &str) -> Option<u64> {
+    let m = std::fs::symlink_metadata(root.host_path(path)).ok()?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(t.as_micros()).ok()
+}
+
+/// What the files say about a unit, for the doctor.
+fn file_facts(
+    root: &Root,
+    dirs: &[SearchDir],
+    name: &UnitName,
+    version: Option<&Version>,
+) -> Result<Option<crate::doctor::FileFacts>> {
+    let d = match discover::discover(root, dirs, name, version.map(|v| v.major))? {
+        Ok(d) => d,
+        Err(Missing::NotFound) => return Ok(None),
+        Err(Missing::Masked(p)) => bail!("masked by {p}"),
+    };
+    let section = crate::effective::exec_section(d.unit.unit_type()).unwrap_or("Service");
+    let applied = discover::applied(&d.dropins);
+    let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)?;
+    let rule = version.map_or(crate::effective::EmptyAssignment::Resets, |v| {
+        crate::effective::EmptyAssignment::for_version(v.major)
+    });
+    let effective = crate::effective::merge(&sources, section, rule);
+    let mut newest = mtime_us(root, &d.fragment.path);
+    for p in applied
+        .iter()
+        .map(|x| x.path.as_str())
+        .chain(d.dropin_dirs.iter().map(|(p, _)| p.as_str()))
+    {
+        newest = newest.max(mtime_us(root, p));
+    }
+    Ok(Some(crate::doctor::FileFacts {
+        effective,
+        newest_change_us: newest,
+    }))
+}
+
+/// Facts about /proc: namespace files, who holds them, leaked mounts.
+fn host_proc_facts(host: &mut crate::doctor::HostFacts, targets: &[String]) {
+    let proc = crate::inspect::Proc::new();
+    host.pid1_ns = verify::mount_ns(proc.path(), 1);
+    if host.pid1_ns.is_none() {
+        host.unchecked.push("PID 1's mount namespace is unreadable (run as root): namespace, netns and leaked-mount checks skipped".into());
+        return;
+    }
+    let (procs, unreadable) = proc.processes();
+    if unreadable > 0 {
+        host.unchecked.push(format!(
+            "{unreadable} process(es) could not be read (run as root to see them all)"
+        ));
+    }
+    let by_ns = crate::inspect::by_namespace(&procs);
+    let pid1_ns = host.pid1_ns.clone().unwrap_or_default();
+    // One mountinfo read per namespace.
+    let mut ns_mounts: Vec<(&crate::inspect::Process, Vec<crate::inspect::Mount>)> = Vec::new();
+    for (ns, members) in &by_ns {
+        if *ns == pid1_ns {
+            continue;
+        }
+        if let Some(first) = members.first() {
+            if let Some(m) = proc.mounts(first.pid) {
+                ns_mounts.push((first, m));
+            }
+        }
+    }
+    let pid1_points: Vec<String> = proc.mount_points(1).unwrap_or_default();
+    host.ip_netns_linked = match (
+        std::fs::canonicalize(proc.path().join("1/root/run/netns")),
+        std::fs::canonicalize(proc.path().join("1/root/run/docker/netns")),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let mut seen = Vec::new();
+    for dir in verify::NETNS_DIRS {
+        let real = proc.path().join("1/root").join(dir.trim_start_matches('/'));
+        let Ok(canon) = std::fs::canonicalize(&real) else {
+            continue;
+        };
+        if seen.contains(&canon) {
+            continue;
+        }
+        seen.push(canon.clone());
+        let Ok(rd) = std::fs::read_dir(&canon) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            let shown = format!("{dir}/{n}");
+            let nsfs = verify::is_nsfs(&canon.join(&n)).ok();
+            let holders = if nsfs == Some(false) {
+                ns_mounts
+                    .iter()
+                    .filter(|(_, mounts)| {
+                        mounts.iter().any(|m| {
+                            m.point == shown
+                                || (dir == &"/run/docker/netns"
+                                    && m.point == format!("/var{shown}"))
+                        })
+                    })
+                    .map(|(p, _)| (*p).clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            host.netns.push(crate::doctor::NetnsEntry {
+                path: shown,
+                nsfs,
+                holders,
+            });
+        }
+    }
+    const DOCKER_DIRS: &[&str] = &["/var/lib/docker", "/run/docker", "/var/run/docker"];
+    for (ns, members) in &by_ns {
+        if *ns == pid1_ns {
+            continue;
+        }
+        // The target units' own namespace (the MountFlags problem) and containers are not leaks.
+        let Some(rep) = members.iter().find(|p| {
+            p.unit.as_deref().is_none_or(|u| {
+                !(targets.iter().any(|t| t == u)
+                    || u.starts_with("docker-") && u.ends_with(".scope"))
+            })
+        }) else {
+            continue;
+        };
+        if members.iter().any(|p| {
+            p.unit
+                .as_deref()
+                .is_some_and(|u| targets.iter().any(|t| t == u))
+        }) {
+            continue;
+        }
+        let Some((_, mounts)) = ns_mounts.iter().find(|(p, _)| p.mnt_ns == **ns) else {
+            continue;
+        };
+        let held: Vec<&crate::inspect::Mount> = mounts
+            .iter()
+            .filter(|m| {
+                DOCKER_DIRS
+                    .iter()
+                    .any(|d| crate::inspect::under(&m.point, d))
+            })
+            .collect();
+        let stale = held
+            .iter()
+            .filter(|m| !m.slave || !pid1_points.contains(&m.point))
+            .count();
+        if !held.is_empty() {
+            host.leaks.push(crate::doctor::Leak {
+                process: (*rep).clone(),
+                mounts: held.len(),
+                stale,
+            });
+        }
+    }
+}
+
+pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
+    let root = &ctx.root;
+    let explicit = !args.units.is_empty();
+    let names = if explicit {
+        parse_units(&args.units)?
+    } else {
+        parse_units(
+            &DEFAULT_UNITS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )?
+    };
+    let dirs = discover::search_path(root)?;
+    let mut mgr = if ctx.offline {
+        None
+    } else {
+        Some(Systemd::connect().context("could not check")?)
+    };
+    let version = version_for(root, None, mgr.as_mut())?;
+    let mut host = crate::doctor::HostFacts {
+        version: version.clone(),
+        ..crate::doctor::HostFacts::default()
+    };
+    let mut facts = Vec::new();
+    for name in &names {
+        let bus = match mgr.as_mut() {
+            Some(m) => Some(
+                m.unit(name.as_str())
+                    .with_context(|| format!("asking systemd about {name}"))?,
+            ),
+            None => None,
+        };
+        let files = file_facts(root, &dirs, name, version.as_ref());
+        let not_there = bus.as_ref().is_some_and(|b| b.load_state == "not-found")
+            || (bus.is_none() && matches!(files, Ok(None)));
+        if not_there {
+            if explicit || name.as_str() == "docker.service" {
+                bail!("could not check {name}: unit not found");
+            }
+            continue;
+        }
+        let main_ns = bus
+            .as_ref()
+            .filter(|b| b.main_pid != 0)
+            .and_then(|b| verify::mount_ns(Path::new("/proc"), b.main_pid));
+        let (files, files_error) = match files {
+            Ok(Some(f)) => (Some(f), None),
+            Ok(None) => (None, Some("no unit file found".to_string())),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        facts.push(crate::doctor::UnitFacts {
+            unit: name.to_string(),
+            files,
+            files_error,
+            bus,
+            main_ns,
+        });
+    }
+    if let Some(m) = mgr.as_mut() {
+        // UnitsLoadTimestamp (newer systemd) moves with every daemon-reload; the boot-time
+        // UnitsLoadFinishTimestamp alone would make every later edit look unloaded, so without
+        // the former the file times are not compared (NeedDaemonReload and values still are).
+        host.loaded_at_us = m
+            .manager_u64("UnitsLoadTimestamp")
+            .map(|t| t.max(m.manager_u64("UnitsLoadFinishTimestamp").unwrap_or(0)));
+        let targets: Vec<String> = facts.iter().map(|f| f.unit.clone()).collect();
+        host_proc_facts(&mut host, &targets);
+    } else {
+        host.unchecked
+            .push("offline (--root): process, namespace and netns checks need a live host".into());
+    }
+    let d = crate::doctor::diagnose(&facts, &host);
+    match ctx.format {
+        Format::Json => print_json(&d)?,
+        Format::Text => print(&render::doctor_text(&d, ctx.style))?,
+    }
+    Ok(if d.healthy { 0 } else { EXIT_PENDING })
+}
