@@ -375,7 +375,11 @@ pub fn discover_in(
             let (masked, data) = match ix.entry(&path)? {
                 Entry::Missing | Entry::Dir => continue,
                 Entry::Symlink(t) if is_dev_null(&t) => (true, Vec::new()),
-                Entry::Symlink(_) | Entry::File => {
+                Entry::File => {
+                    let data = ix.read(&path)?;
+                    (data.is_empty(), data)
+                }
+                Entry::Symlink(_) => {
                     let real = ix.resolve(&path)?;
                     match ix.root().entry(&real)? {
                         Entry::File => {}
@@ -569,23 +573,27 @@ pub fn hidden_or_backup(name: &str) -> bool {
 /// The drop-ins systemd applies, in its order: first basename wins across directories (masks
 /// included), then survivors sort by basename bytes regardless of directory.
 pub fn applied(dropins: &[DropIn]) -> Vec<&DropIn> {
-    let mut by_order: Vec<&DropIn> = dropins.iter().collect();
-    by_order.sort_by_key(|d| d.order);
-    let mut winners: Vec<&DropIn> = Vec::new();
-    for d in by_order {
-        if !winners.iter().any(|w| w.basename() == d.basename()) {
-            winners.push(d);
-        }
-    }
-    winners.sort_by(|a, b| a.basename().as_bytes().cmp(b.basename().as_bytes()));
-    winners
+    // A stable sort by (name, order) puts each name's winner first: O(n log n), where a scan
+    // of the winners for every drop-in took seconds with 10,000 of them.
+    let mut by_name: Vec<&DropIn> = dropins.iter().collect();
+    by_name.sort_by(|a, b| {
+        a.basename()
+            .as_bytes()
+            .cmp(b.basename().as_bytes())
+            .then(a.order.cmp(&b.order))
+    });
+    by_name.dedup_by(|later, first| later.basename() == first.basename());
+    by_name
 }
 
 /// The drop-in that hides `d`, if any.
 pub fn hidden_by<'a>(dropins: &'a [DropIn], d: &DropIn) -> Option<&'a DropIn> {
-    applied(dropins)
-        .into_iter()
-        .find(|w| w.basename() == d.basename() && w.path != d.path)
+    let name = d.basename();
+    dropins
+        .iter()
+        .filter(|w| w.basename() == name)
+        .min_by_key(|w| w.order)
+        .filter(|w| w.path != d.path)
 }
 
 /// A parsed source: a file systemd reads for the unit, in application order.

@@ -246,7 +246,12 @@ pub fn merge(sources: &[Source], section: &str, empty: EmptyAssignment) -> Effec
             let prev = found[i].take();
             found[i] = if on {
                 let value = match (kind, prev) {
-                    (Kind::List, Some(p)) => format!("{} {}", p.value, a.value),
+                    // Appended in place: a copy per assignment is quadratic in a hostile file.
+                    (Kind::List, Some(mut p)) => {
+                        p.value.push(' ');
+                        p.value.push_str(&a.value);
+                        p.value
+                    }
                     _ => a.value.clone(),
                 };
                 Some(Namespacing {

@@ -5,9 +5,14 @@
 //! are taken relative to the root. A symlink whose `..` climbs above an image root is refused.
 
 use anyhow::{bail, Context, Result};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// The most dropfix reads of one file: unit files are kilobytes; this bounds a hostile one.
+pub const MAX_READ: u64 = 64 << 20;
 
 /// systemd's `CHASE_MAX` on symlink hops.
 const MAX_LINKS: usize = 32;
@@ -16,6 +21,9 @@ const MAX_LINKS: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Root {
     host: PathBuf,
+    /// Directories already resolved by [`Root::entry`] and [`Root::read`]: a unit with 10,000
+    /// drop-ins resolves their directory once, not 10,000 times (one lstat per component).
+    dirs: RefCell<HashMap<String, String>>,
 }
 
 /// What a path inside the root turned out to be, without following its last component.
@@ -39,7 +47,10 @@ impl Root {
         if !host.is_dir() {
             bail!("--root {}: not a directory", path.display());
         }
-        Ok(Root { host })
+        Ok(Root {
+            host,
+            dirs: RefCell::new(HashMap::new()),
+        })
     }
 
     /// Whether this is the running system's own root.
@@ -69,8 +80,22 @@ impl Root {
         if dir == "/" {
             return self.entry_here(inner);
         }
-        let real = self.resolve(dir)?;
+        let real = self.resolve_dir(dir)?;
         self.entry_here(&join(&real, basename(inner)))
+    }
+
+    /// [`Root::resolve`] of a directory, remembered for the life of this handle.
+    fn resolve_dir(&self, dir: &str) -> Result<String> {
+        if let Some(r) = self.dirs.borrow().get(dir) {
+            return Ok(r.clone());
+        }
+        let real = if dir == "/" {
+            "/".to_string()
+        } else {
+            self.resolve(dir)?
+        };
+        self.dirs.borrow_mut().insert(dir.to_string(), real.clone());
+        Ok(real)
     }
 
     /// [`Root::entry`] for a path whose directories are known to be real (already resolved).
@@ -93,6 +118,24 @@ impl Root {
     /// Resolve every symlink in `inner` inside the root and return the in-root path it names.
     /// Components that do not exist are kept as they are.
     pub fn resolve(&self, inner: &str) -> Result<String> {
+        let plain = inner.starts_with('/')
+            && inner.len() > 1
+            && !inner.ends_with('/')
+            && !inner.contains("//")
+            && !components(inner).iter().any(|c| c == "." || c == "..");
+        if !plain {
+            return self.resolve_from_top(inner, inner);
+        }
+        // The directory part comes from the cache; only the last component is looked at.
+        let here = join(&self.resolve_dir(parent(inner))?, basename(inner));
+        match self.entry_here(&here)? {
+            Entry::Symlink(_) => self.resolve_from_top(&here, inner),
+            _ => Ok(here),
+        }
+    }
+
+    /// [`Root::resolve`] component by component from the top; errors name `shown`.
+    fn resolve_from_top(&self, inner: &str, shown: &str) -> Result<String> {
         let mut done: Vec<String> = Vec::new();
         let mut todo: Vec<String> = components(inner).into_iter().rev().collect();
         let mut hops = 0;
@@ -102,7 +145,7 @@ impl Root {
                 ".." => {
                     if done.pop().is_none() && !self.is_host() {
                         bail!(
-                            "{inner}: a symlink climbs above the root {}",
+                            "{shown}: a symlink climbs above the root {}",
                             self.host.display()
                         );
                     }
@@ -115,7 +158,7 @@ impl Root {
             if let Entry::Symlink(target) = self.entry_here(&here)? {
                 hops += 1;
                 if hops > MAX_LINKS {
-                    bail!("{inner}: too many levels of symbolic links");
+                    bail!("{shown}: too many levels of symbolic links");
                 }
                 done.pop();
                 let t = target.to_string_lossy().into_owned();
@@ -131,9 +174,52 @@ impl Root {
     }
 
     /// Read a file inside the root, following symlinks inside it.
+    ///
+    /// Only a regular file is read, and at most [`MAX_READ`] bytes of it: a FIFO planted as a
+    /// drop-in would block the read forever, a device (`/dev/zero`) would never end.
     pub fn read(&self, inner: &str) -> Result<Vec<u8>> {
-        let real = self.resolve(inner)?;
-        fs::read(self.host_path(&real)).with_context(|| format!("cannot read {inner}"))
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = |real: &str, flags: rustix::fs::OFlags| {
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(
+                    (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY | flags).bits()
+                        as i32,
+                )
+                .open(self.host_path(real))
+        };
+        // The directories from the cache; a link at the end is followed inside the root.
+        let here = join(&self.resolve_dir(parent(inner))?, basename(inner));
+        let mut f = match open(&here, rustix::fs::OFlags::NOFOLLOW) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                open(&self.resolve(inner)?, rustix::fs::OFlags::empty())
+            }
+            r => r,
+        }
+        .with_context(|| format!("cannot read {inner}"))?;
+        let m = f
+            .metadata()
+            .with_context(|| format!("cannot read {inner}"))?;
+        if !m.is_file() {
+            bail!("cannot read {inner}: not a regular file");
+        }
+        if m.len() > MAX_READ {
+            bail!(
+                "cannot read {inner}: {} bytes, more than the {} MiB dropfix reads",
+                m.len(),
+                MAX_READ >> 20
+            );
+        }
+        let mut data = Vec::with_capacity(m.len() as usize);
+        (&mut f)
+            .take(MAX_READ + 1)
+            .read_to_end(&mut data)
+            .with_context(|| format!("cannot read {inner}"))?;
+        if data.len() as u64 > MAX_READ {
+            bail!("cannot read {inner}: it grew past {} MiB", MAX_READ >> 20);
+        }
+        Ok(data)
     }
 
     /// Names in a directory inside the root (following symlinks to it); empty when missing.

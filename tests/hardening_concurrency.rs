@@ -125,6 +125,10 @@ fn sixteen_fixes_that_all_waited_write_once_and_say_they_waited() {
         let mut err = BufReader::new(c.stderr.take().unwrap());
         let mut line = String::new();
         err.read_line(&mut line).unwrap();
+        if line.is_empty() {
+            let out = c.wait_with_output().unwrap();
+            panic!("dropfix ended without waiting: {out:?}");
+        }
         assert_eq!(
             line,
             format!(
