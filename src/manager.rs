@@ -91,6 +91,8 @@ pub trait ServiceManager {
     fn reload(&mut self) -> Result<()>;
     /// `RestartUnit(name, "replace")` and waits up to `timeout` for the job to finish.
     fn restart(&mut self, name: &str, timeout: Duration) -> Result<JobOutcome>;
+    /// Every property of a unit (Unit interface plus its type's), for comparing settings.
+    fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>>;
 }
 
 /// Maps a `JobRemoved` result string the way systemctl does: only `done` is success.
@@ -528,7 +530,7 @@ impl Systemd {
     }
 
     /// Every property of a unit (Unit interface plus its type's, e.g. Service), loading it.
-    pub fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
+    fn unit_properties_inner(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
         let reply = self
             .call(
                 SYSTEMD,
@@ -575,6 +577,10 @@ impl Systemd {
 }
 
 impl ServiceManager for Systemd {
+    fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
+        self.unit_properties_inner(name)
+    }
+
     fn version(&mut self) -> Result<String> {
         let reply = self
             .call(

@@ -190,7 +190,7 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
     } else {
         Some(Systemd::connect().context("could not check")?)
     };
-    let version = version_for(root, None, mgr.as_mut())?;
+    let version = version_for(root, None, mgr.as_mut().map(|m| m as &mut Manager))?;
     let mut host = crate::doctor::HostFacts {
         version: version.clone(),
         ..crate::doctor::HostFacts::default()

@@ -132,6 +132,32 @@ fn compare_with_systemd(
 }
 
 pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
+    let preview = args.dry_run || args.check;
+    // Bad unit names are bad input, whoever runs dropfix.
+    parse_units(&args.units)?;
+    // Not root on a live host: say so before anything, even the lock, is touched.
+    if !preview && !ctx.offline {
+        require_root("dropfix fix")?;
+    }
+    // One dropfix at a time, from the first look to the last restart: one that waited sees
+    // what the other did and has nothing left to do (no second write, reload or restart).
+    let _lock = if preview {
+        None
+    } else {
+        Some(Lock::acquire(&ctx.root)?)
+    };
+    let mut notes = Vec::new();
+    let mgr = connect(ctx, preview, &mut notes)?;
+    fix_with(ctx, args, mgr, notes)
+}
+
+/// `fix` with the lock held and systemd (when live) behind the [`ServiceManager`] seam.
+fn fix_with(
+    ctx: &Ctx,
+    args: &FixArgs,
+    mut mgr: Option<Box<Manager>>,
+    global_notes: Vec<String>,
+) -> Result<i32> {
     let root = &ctx.root;
     let preview = args.dry_run || args.check;
     let explicit = !args.units.is_empty();
@@ -149,20 +175,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         StrategyArg::DropIn => Strategy::DropIn,
         StrategyArg::FullCopy => Strategy::FullCopy,
     });
-    // Not root on a live host: say so before anything, even the lock, is touched.
-    if !preview && !ctx.offline {
-        require_root("dropfix fix")?;
-    }
-    // One dropfix at a time, from the first look to the last restart: one that waited sees
-    // what the other did and has nothing left to do (no second write, reload or restart).
-    let _lock = if preview {
-        None
-    } else {
-        Some(Lock::acquire(root)?)
-    };
-    let mut global_notes = Vec::new();
-    let mut mgr = connect(ctx, preview, &mut global_notes)?;
-    let version = version_for(root, args.systemd_version, mgr.as_mut())?;
+    let version = version_for(root, args.systemd_version, mgr.as_deref_mut())?;
     let dirs = discover::search_path(root)?;
 
     // Ask systemd first: what it has loaded decides what exists, is masked, and runs.
@@ -232,7 +245,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         .filter(|(p, st)| {
             let Some(st) = st else { return false };
             let stale = p.after.namespacing.is_empty()
-                && !verify::same_mount_ns_as_pid1(Path::new("/proc"), &p.unit, st.main_pid).ok;
+                && !verify::same_mount_ns_as_pid1(&ctx.proc_root, &p.unit, st.main_pid).ok;
             is_running(st)
                 && unsets(p)
                 && (!p.changes.is_empty()
@@ -307,7 +320,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     if !report.changed {
         for (u, p) in report.units.iter_mut().zip(&plans) {
             let st = m.unit(&p.unit)?;
-            u.verify = Some(verify_unit(p, &st));
+            u.verify = Some(verify_unit(&ctx.proc_root, p, &st));
         }
         report.actions.clear();
         ctx.out_fix(&report)?;
@@ -331,7 +344,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         None
     };
     let w = Writer::new(root);
-    let rollback = |m: &mut Systemd,
+    let rollback = |m: &mut Manager,
                     report: &mut FixReport,
                     restarted: &[String],
                     why: String|
@@ -349,7 +362,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
 
     if let Err(e) = m.reload() {
         return rollback(
-            &mut m,
+            &mut *m,
             &mut report,
             &[],
             format!("daemon-reload failed: {e:#}"),
@@ -360,7 +373,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     for p in &plans {
         let st = match m.unit(&p.unit) {
             Ok(st) => st,
-            Err(e) => return rollback(&mut m, &mut report, &[], format!("{e:#}")),
+            Err(e) => return rollback(&mut *m, &mut report, &[], format!("{e:#}")),
         };
         let expect = p.after.mount_flags;
         let got = st.mount_flags.and_then(MountFlags::from_bus);
@@ -386,7 +399,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                     format!(", and it did not load {}", not_loaded.join(", "))
                 }
             );
-            return rollback(&mut m, &mut report, &[], why);
+            return rollback(&mut *m, &mut report, &[], why);
         }
     }
 
@@ -418,7 +431,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
             Ok(o) => o,
             Err(e) => {
                 return rollback(
-                    &mut m,
+                    &mut *m,
                     &mut report,
                     &restarted,
                     format!("restarting {u} failed: {e:#}"),
@@ -427,7 +440,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
         };
         let st = match m.unit(u) {
             Ok(st) => st,
-            Err(e) => return rollback(&mut m, &mut report, &restarted, format!("{e:#}")),
+            Err(e) => return rollback(&mut *m, &mut report, &restarted, format!("{e:#}")),
         };
         if let Some(r) = report.units.iter_mut().find(|r| r.unit == *u) {
             r.restarted = true;
@@ -442,7 +455,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                 st.active_state,
                 st.result
             );
-            return rollback(&mut m, &mut report, &restarted, why);
+            return rollback(&mut *m, &mut report, &restarted, why);
         }
     }
 
@@ -451,9 +464,9 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     for p in &plans {
         let st = match m.unit(&p.unit) {
             Ok(st) => st,
-            Err(e) => return rollback(&mut m, &mut report, &restarted, format!("{e:#}")),
+            Err(e) => return rollback(&mut *m, &mut report, &restarted, format!("{e:#}")),
         };
-        let v = verify_unit(p, &st);
+        let v = verify_unit(&ctx.proc_root, p, &st);
         let explained = !p.after.namespacing.is_empty() || !unsets(p);
         if let Some(r) = report.units.iter_mut().find(|r| r.unit == p.unit) {
             r.verify = Some(v.clone());
@@ -467,7 +480,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
                 .map(|c| format!("{} ({})", c.check, c.evidence))
                 .collect();
             return rollback(
-                &mut m,
+                &mut *m,
                 &mut report,
                 &restarted,
                 format!("verification failed: {}", failed.join("; ")),
@@ -499,8 +512,7 @@ fn unsets(p: &UnitPlan) -> bool {
 }
 
 /// Checks after the fix: systemd's value, the process's namespace, docker's netns files.
-fn verify_unit(p: &UnitPlan, st: &UnitState) -> VerifyReport {
-    let proc_root = Path::new("/proc");
+fn verify_unit(proc_root: &Path, p: &UnitPlan, st: &UnitState) -> VerifyReport {
     let mut checks = Vec::new();
     let flags = st.mount_flags.and_then(MountFlags::from_bus);
     checks.push(Check {
@@ -532,5 +544,246 @@ fn verify_unit(p: &UnitPlan, st: &UnitState) -> VerifyReport {
             .filter(|c| !c.check.contains("/netns/"))
             .all(|c| c.ok),
         checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The sequencing of a live fix against a recording fake of the service manager: which
+    //! calls happen in which order, and what is on disk after a failure. What systemd really
+    //! does is shown by the live tests against a real systemd (tests/live.rs).
+
+    use super::*;
+    use crate::cli::LiveArgs;
+    use crate::manager::PropValue;
+    use std::collections::HashMap;
+    use std::fs;
+    use std::sync::{Arc, Mutex};
+
+    const DROPIN: &str = "etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf";
+
+    /// A manager that reads MountFlags from the root's files at each reload, the way systemd
+    /// would, and fails the restarts it is told to fail.
+    struct Fake {
+        root: std::path::PathBuf,
+        calls: Arc<Mutex<Vec<String>>>,
+        flags: u64,
+        restarts: Vec<JobOutcome>,
+        fail_reload: bool,
+        active: String,
+    }
+
+    impl Fake {
+        fn loaded_flags(&self) -> u64 {
+            if self.root.join(DROPIN).exists() {
+                0
+            } else {
+                524_288
+            }
+        }
+    }
+
+    impl ServiceManager for Fake {
+        fn version(&mut self) -> Result<String> {
+            self.calls.lock().unwrap().push("version".into());
+            Ok("252.39-1~deb12u2".into())
+        }
+        fn unit(&mut self, name: &str) -> Result<UnitState> {
+            self.calls.lock().unwrap().push(format!("unit {name}"));
+            let dropins = if self.root.join(DROPIN).exists() {
+                vec![format!("/{DROPIN}")]
+            } else {
+                vec![]
+            };
+            Ok(UnitState {
+                id: name.into(),
+                names: vec![name.into()],
+                load_state: "loaded".into(),
+                active_state: self.active.clone(),
+                sub_state: "running".into(),
+                fragment_path: "/usr/lib/systemd/system/docker.service".into(),
+                drop_in_paths: dropins,
+                mount_flags: Some(self.flags),
+                main_pid: 1,
+                ..UnitState::default()
+            })
+        }
+        fn reload(&mut self) -> Result<()> {
+            self.calls.lock().unwrap().push("reload".into());
+            if self.fail_reload {
+                anyhow::bail!("Access denied");
+            }
+            self.flags = self.loaded_flags();
+            Ok(())
+        }
+        fn restart(&mut self, name: &str, _: Duration) -> Result<JobOutcome> {
+            self.calls.lock().unwrap().push(format!("restart {name}"));
+            let o = if self.restarts.is_empty() {
+                JobOutcome::Done
+            } else {
+                self.restarts.remove(0)
+            };
+            self.active = if o == JobOutcome::Done {
+                "active".into()
+            } else {
+                "failed".into()
+            };
+            Ok(o)
+        }
+        fn unit_properties(&mut self, _: &str) -> Result<HashMap<String, PropValue>> {
+            Ok(HashMap::new())
+        }
+    }
+
+    fn setup(
+        restarts: Vec<JobOutcome>,
+        fail_reload: bool,
+    ) -> (
+        tempfile::TempDir,
+        Ctx,
+        Box<Manager>,
+        Arc<Mutex<Vec<String>>>,
+    ) {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("usr/lib/systemd/system");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("docker.service"),
+            "[Service]\nExecStart=/usr/bin/dockerd\nMountFlags=slave\n",
+        )
+        .unwrap();
+        // A /proc where the main process (pid 1 in the fake's answers) shares PID 1's namespace.
+        let proc = t.path().join("proc");
+        fs::create_dir_all(proc.join("1/ns")).unwrap();
+        std::os::unix::fs::symlink("mnt:[4026531841]", proc.join("1/ns/mnt")).unwrap();
+        let (ctx, m, calls) = on(t.path(), restarts, fail_reload);
+        (t, ctx, m, calls)
+    }
+
+    /// A fake manager and a live context for an existing root.
+    fn on(
+        root: &std::path::Path,
+        restarts: Vec<JobOutcome>,
+        fail_reload: bool,
+    ) -> (Ctx, Box<Manager>, Arc<Mutex<Vec<String>>>) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut fake = Fake {
+            root: root.to_path_buf(),
+            calls: calls.clone(),
+            flags: 0,
+            restarts,
+            fail_reload,
+            active: "active".into(),
+        };
+        fake.flags = fake.loaded_flags();
+        let ctx = Ctx {
+            root: Root::new(root).unwrap(),
+            offline: false,
+            format: Format::Json,
+            style: Style { color: false },
+            proc_root: root.join("proc"),
+        };
+        (ctx, Box::new(fake), calls)
+    }
+
+    fn args() -> FixArgs {
+        FixArgs {
+            units: vec![],
+            dry_run: false,
+            check: false,
+            systemd_version: None,
+            strategy: None,
+            link_ip_netns: false,
+            live: LiveArgs {
+                yes: true,
+                no_restart: false,
+                timeout: 5,
+            },
+        }
+    }
+
+    fn calls(c: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+        c.lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.starts_with("unit "))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn fix_writes_then_reloads_then_restarts_once() {
+        let (t, ctx, m, c) = setup(vec![], false);
+        assert_eq!(fix_with(&ctx, &args(), Some(m), vec![]).unwrap(), 0);
+        assert_eq!(calls(&c), ["version", "reload", "restart docker.service"]);
+        assert!(t.path().join(DROPIN).exists());
+    }
+
+    #[test]
+    fn failed_restart_restores_files_reloads_and_restarts_again() {
+        let (t, ctx, m, c) = setup(
+            vec![JobOutcome::Failed {
+                result: "failed".into(),
+            }],
+            false,
+        );
+        let e = fix_with(&ctx, &args(), Some(m), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("did not come back") && e.contains("restored the previous files"),
+            "{e}"
+        );
+        assert_eq!(
+            calls(&c),
+            [
+                "version",
+                "reload",
+                "restart docker.service",
+                "reload",
+                "restart docker.service"
+            ]
+        );
+        assert!(!t.path().join(DROPIN).exists());
+        assert!(!t.path().join("var/lib/dropfix").exists(), "no state left");
+        assert!(
+            !t.path().join("etc").exists(),
+            "created directories removed"
+        );
+    }
+
+    #[test]
+    fn failed_reload_restores_files_and_never_restarts() {
+        let (t, ctx, m, c) = setup(vec![], true);
+        let e = fix_with(&ctx, &args(), Some(m), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("daemon-reload failed"), "{e}");
+        assert!(!calls(&c).iter().any(|x| x.starts_with("restart")));
+        assert!(!t.path().join(DROPIN).exists());
+    }
+
+    #[test]
+    fn without_restart_consent_nothing_is_restarted() {
+        let (t, ctx, m, c) = setup(vec![], false);
+        let mut a = args();
+        a.live = LiveArgs {
+            yes: false,
+            no_restart: true,
+            timeout: 5,
+        };
+        assert_eq!(fix_with(&ctx, &a, Some(m), vec![]).unwrap(), 0);
+        assert_eq!(calls(&c), ["version", "reload"]);
+        assert!(t.path().join(DROPIN).exists());
+    }
+
+    #[test]
+    fn a_fixed_host_gets_no_reload_and_no_restart() {
+        let (t, ctx, m, _) = setup(vec![], false);
+        assert_eq!(fix_with(&ctx, &args(), Some(m), vec![]).unwrap(), 0);
+        // systemd (the fake) now runs the fixed files.
+        let (ctx, m, c) = on(t.path(), vec![], false);
+        assert_eq!(fix_with(&ctx, &args(), Some(m), vec![]).unwrap(), 0);
+        assert_eq!(calls(&c), ["version"]);
     }
 }

@@ -27,6 +27,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
+/// The service manager behind the seam: systemd over D-Bus, or a recording fake in tests.
+type Manager = dyn ServiceManager;
+
 /// Exit status: a change is pending (`--check`).
 pub const EXIT_PENDING: i32 = 3;
 
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         offline: cli.global.root.is_some(),
         format: cli.global.format,
         style,
+        proc_root: "/proc".into(),
     };
     match cli.command {
         Command::Fix(args) => fix::fix(&ctx, &args),
@@ -99,6 +103,8 @@ struct Ctx {
     offline: bool,
     format: Format,
     style: Style,
+    /// Where /proc is (tests point it at a fake one).
+    proc_root: std::path::PathBuf,
 }
 
 impl Ctx {
@@ -163,12 +169,12 @@ fn require_root(what: &str) -> Result<()> {
 }
 
 /// Connect to systemd on a live host. A preview can go on from the files alone.
-fn connect(ctx: &Ctx, preview: bool, notes: &mut Vec<String>) -> Result<Option<Systemd>> {
+fn connect(ctx: &Ctx, preview: bool, notes: &mut Vec<String>) -> Result<Option<Box<Manager>>> {
     if ctx.offline {
         return Ok(None);
     }
     match Systemd::connect() {
-        Ok(m) => Ok(Some(m)),
+        Ok(m) => Ok(Some(Box::new(m))),
         Err(e) if preview => {
             notes.push(format!("{e:#}; planned from the files alone"));
             Ok(None)
@@ -181,7 +187,7 @@ fn connect(ctx: &Ctx, preview: bool, notes: &mut Vec<String>) -> Result<Option<S
 fn version_for(
     root: &Root,
     flag: Option<u32>,
-    mgr: Option<&mut Systemd>,
+    mgr: Option<&mut Manager>,
 ) -> Result<Option<Version>> {
     if let Some(major) = flag {
         if major == 0 {
@@ -249,12 +255,31 @@ fn is_running(st: &UnitState) -> bool {
 /// Put the previous files back, reload, and restart the units already restarted with the new
 /// ones; returns what happened, to be appended to the reason for rolling back.
 fn restore(
-    m: &mut Systemd,
+    m: &mut Manager,
     applied: &Applied,
     w: &Writer,
     restarted: &[String],
     timeout: u64,
 ) -> (String, bool) {
+    // Without the system bus systemd cannot reload: undoing the files alone would leave them
+    // disagreeing with what systemd has loaded. Leave everything as it is, and say so.
+    if m.version().is_err() {
+        let state = if restarted.is_empty() {
+            "the override stays written (whether systemd loaded it, the lost reload did not say)"
+                .to_string()
+        } else {
+            format!(
+                "the override stays written and loaded, and systemd finishes the restart of {} by itself",
+                restarted.join(" and ")
+            )
+        };
+        return (
+            format!(
+                "; nothing undone: the system bus is gone, so {state}; check `systemctl status`, then run dropfix again once the bus is back"
+            ),
+            false,
+        );
+    }
     let mut ok = true;
     let mut msg = match applied.rollback(w) {
         Ok(()) => "; restored the previous files".to_string(),

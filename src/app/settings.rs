@@ -27,9 +27,9 @@ pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
     let mut mgr = if ctx.offline {
         None
     } else {
-        Some(Systemd::connect()?)
+        Some(Box::new(Systemd::connect()?) as Box<Manager>)
     };
-    let version = version_for(root, None, mgr.as_mut())?;
+    let version = version_for(root, None, mgr.as_deref_mut())?;
     let d = discover_one(root, &name, version.as_ref())?;
     let applied = discover::applied(&d.dropins);
     let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)?;
@@ -116,9 +116,9 @@ pub(super) fn edit_settings(
     let mut mgr = if ctx.offline {
         None
     } else {
-        Some(Systemd::connect()?)
+        Some(Box::new(Systemd::connect()?) as Box<Manager>)
     };
-    let version = version_for(root, None, mgr.as_mut())?;
+    let version = version_for(root, None, mgr.as_deref_mut())?;
     if let Some(v) = version.as_ref().filter(|v| {
         crate::effective::EmptyAssignment::for_version(v.major)
             == crate::effective::EmptyAssignment::Ignored
@@ -261,7 +261,7 @@ pub(super) fn edit_settings(
     let w = Writer::new(root);
     let tagged: Vec<(&str, &FileChange)> = changes.iter().map(|c| (unit.as_str(), c)).collect();
     let applied = state::apply_changes(&w, &tagged).context("writing the drop-in")?;
-    let fail = |m: &mut Systemd,
+    let fail = |m: &mut Manager,
                 report: &mut render::SetReport,
                 restarted: bool,
                 why: String|
@@ -280,14 +280,14 @@ pub(super) fn edit_settings(
     };
     if let Err(e) = m.reload() {
         return fail(
-            &mut m,
+            &mut *m,
             &mut report,
             false,
             format!("daemon-reload failed: {e:#}"),
         );
     }
     report.reloaded = true;
-    let verify_now = |m: &mut Systemd| -> Result<Vec<crate::settings::Reported>> {
+    let verify_now = |m: &mut Manager| -> Result<Vec<crate::settings::Reported>> {
         let props = m.unit_properties(&unit)?;
         Ok(after
             .iter()
@@ -300,23 +300,23 @@ pub(super) fn edit_settings(
             .filter_map(|s| crate::settings::compare(s, &props))
             .collect())
     };
-    report.verify = match verify_now(&mut m) {
+    report.verify = match verify_now(&mut *m) {
         Ok(v) => v,
-        Err(e) => return fail(&mut m, &mut report, false, format!("{e:#}")),
+        Err(e) => return fail(&mut *m, &mut report, false, format!("{e:#}")),
     };
     if let Some(bad) = report.verify.iter().find(|v| v.agrees == Some(false)) {
         let why = format!(
             "after daemon-reload systemd reports {}={}, not what the files now say",
             bad.property, bad.value
         );
-        return fail(&mut m, &mut report, false, why);
+        return fail(&mut *m, &mut report, false, why);
     }
     if go {
         let outcome = match m.restart(&unit, Duration::from_secs(restart.timeout)) {
             Ok(o) => o,
             Err(e) => {
                 return fail(
-                    &mut m,
+                    &mut *m,
                     &mut report,
                     true,
                     format!("restarting {unit} failed: {e:#}"),
@@ -325,7 +325,7 @@ pub(super) fn edit_settings(
         };
         let st = match m.unit(&unit) {
             Ok(st) => st,
-            Err(e) => return fail(&mut m, &mut report, true, format!("{e:#}")),
+            Err(e) => return fail(&mut *m, &mut report, true, format!("{e:#}")),
         };
         report.restarted = true;
         report.job_result = Some(outcome_str(&outcome));
@@ -336,11 +336,11 @@ pub(super) fn edit_settings(
                 st.active_state,
                 st.result
             );
-            return fail(&mut m, &mut report, true, why);
+            return fail(&mut *m, &mut report, true, why);
         }
-        report.verify = match verify_now(&mut m) {
+        report.verify = match verify_now(&mut *m) {
             Ok(v) => v,
-            Err(e) => return fail(&mut m, &mut report, true, format!("{e:#}")),
+            Err(e) => return fail(&mut *m, &mut report, true, format!("{e:#}")),
         };
     } else if running {
         report.pending.push(format!(
