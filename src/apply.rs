@@ -288,6 +288,10 @@ impl<'a> Writer<'a> {
         let (Some(dir), _) = self.open_dir(parent(path), false)? else {
             return Ok(());
         };
+        // Absent is done, even on a read-only file system (where unlink says EROFS first).
+        if let Err(Errno::NOENT) = rfs::statat(&dir, basename(path), AtFlags::SYMLINK_NOFOLLOW) {
+            return Ok(());
+        }
         match rfs::unlinkat(&dir, basename(path), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(anyhow!(e)).with_context(|| format!("cannot remove {path}")),
@@ -301,6 +305,9 @@ impl<'a> Writer<'a> {
         let (Some(dir), _) = self.open_dir(parent(path), false)? else {
             return Ok(true);
         };
+        if let Err(Errno::NOENT) = rfs::statat(&dir, basename(path), AtFlags::SYMLINK_NOFOLLOW) {
+            return Ok(true);
+        }
         match rfs::unlinkat(&dir, basename(path), AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => {
                 rfs::fsync(&dir).with_context(|| format!("cannot sync {}", parent(path)))?;

@@ -301,9 +301,9 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
         if let Err(e) = r {
             // Leave nothing half-done: put back what this run changed.
             if let Err(back) = applied.rollback(w) {
-                return Err(e.context(format!(
-                    "and putting the previous files back failed: {back:#}"
-                )));
+                return Err(anyhow::anyhow!(
+                    "{e:#}; and putting the previous files back failed: {back:#}"
+                ));
             }
             return Err(e);
         }
