@@ -734,12 +734,14 @@ mod tests {
             e.contains("did not come back") && e.contains("restored the previous files"),
             "{e}"
         );
+        // The second "version" is the rollback asking whether systemd is still on the bus.
         assert_eq!(
             calls(&c),
             [
                 "version",
                 "reload",
                 "restart docker.service",
+                "version",
                 "reload",
                 "restart docker.service"
             ]
