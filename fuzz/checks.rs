@@ -51,6 +51,7 @@ pub fn parse(data: &[u8]) {
         .filter(|a| a.key == "MountFlags")
         .map(|a| a.section.as_str())
         .collect();
+    sections.sort_unstable();
     sections.dedup();
     for section in sections {
         let spans: Vec<_> = file

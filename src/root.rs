@@ -211,20 +211,40 @@ impl Root {
                 MAX_READ >> 20
             );
         }
-        let mut data = Vec::with_capacity(m.len() as usize);
-        (&mut f)
-            .take(MAX_READ + 1)
-            .read_to_end(&mut data)
-            .with_context(|| format!("cannot read {inner}"))?;
-        if data.len() as u64 > MAX_READ {
-            bail!("cannot read {inner}: it grew past {} MiB", MAX_READ >> 20);
+        // Read into a buffer sized from the stat above (read_to_end would stat again).
+        let mut data = vec![0; m.len() as usize + 1];
+        let mut n = 0;
+        loop {
+            if n == data.len() {
+                if n as u64 > MAX_READ {
+                    bail!("cannot read {inner}: it grew past {} MiB", MAX_READ >> 20);
+                }
+                data.resize(n * 2, 0);
+            }
+            match f.read(&mut data[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot read {inner}")),
+            }
         }
+        data.truncate(n);
         Ok(data)
     }
 
     /// Names in a directory inside the root (following symlinks to it); empty when missing.
     pub fn list_dir(&self, inner: &str) -> Result<Vec<String>> {
-        let real = self.resolve(inner)?;
+        Ok(self
+            .list_dir_typed(inner)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// [`Root::list_dir`] with what each name is, from the directory entry itself (no stat):
+    /// `None` for a symlink (its target needs a readlink) or where the file system does not say.
+    pub fn list_dir_typed(&self, inner: &str) -> Result<Vec<(String, Option<Entry>)>> {
+        let real = self.resolve_dir(inner)?;
         let rd = match fs::read_dir(self.host_path(&real)) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
@@ -235,8 +255,14 @@ impl Root {
         let mut names = Vec::new();
         for ent in rd {
             let ent = ent.with_context(|| format!("cannot list {inner}"))?;
+            let kind = match ent.file_type() {
+                Ok(t) if t.is_symlink() => None,
+                Ok(t) if t.is_dir() => Some(Entry::Dir),
+                Ok(_) => Some(Entry::File),
+                Err(_) => None,
+            };
             match ent.file_name().into_string() {
-                Ok(n) => names.push(n),
+                Ok(n) => names.push((n, kind)),
                 // systemd reads every *.conf in a drop-in directory, whatever its bytes
                 // (conf_files_list()): skipping one would hide a MountFlags= it sets.
                 Err(n)
@@ -252,7 +278,15 @@ impl Root {
                 Err(_) => continue, // not a possible unit name: systemd ignores it too
             }
         }
-        names.sort();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        // A directory (not a link) in a resolved directory is resolved too: no lstat later.
+        let mut dirs = self.dirs.borrow_mut();
+        for (n, kind) in &names {
+            if *kind == Some(Entry::Dir) {
+                dirs.entry(join(inner, n)).or_insert_with(|| join(&real, n));
+            }
+        }
+        drop(dirs);
         Ok(names)
     }
 
