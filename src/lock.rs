@@ -86,7 +86,11 @@ fn host_lock() -> Result<OwnedFd> {
 fn holder(fd: &impl AsFd) -> Option<u32> {
     let st = rfs::fstat(fd).ok()?;
     let (major, minor) = (rfs::major(st.st_dev), rfs::minor(st.st_dev));
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // One read() with room for all of it: /proc/locks is produced afresh on each read call,
+    // and locks coming and going between calls can make a line slip past unseen.
+    let mut buf = vec![0u8; 1 << 20];
+    let n = std::io::Read::read(&mut std::fs::File::open("/proc/locks").ok()?, &mut buf).ok()?;
+    let locks = String::from_utf8_lossy(&buf[..n]);
     locks.lines().find_map(|l| {
         // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
         let f: Vec<&str> = l.split_whitespace().collect();
