@@ -122,6 +122,11 @@ fn bus_vanishing_during_the_restart_exits_1_and_leaves_the_fix_loaded_and_the_re
         .expect("netns enterable: the restart finished with the fix");
     // Once the bus is back, a rerun finds nothing left to do.
     c.sh_ok("systemctl start dbus.socket dbus.service");
+    wait_for("systemd back on the bus", Duration::from_secs(30), || {
+        c.sh("busctl get-property org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Version")
+            .status
+            .success()
+    });
     let r = dropfix(&c, "fix --yes --format json");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("\"changed\": false"), "{}", r.stdout);

@@ -230,6 +230,17 @@ pub fn host_like() -> Fixture {
 pub struct Rng(u64);
 
 impl Rng {
+    /// From `$name` if set, else `default` (a fixed seed keeps a test's inputs the same from
+    /// run to run); prints the seed.
+    pub fn from_env_or(name: &str, default: u64) -> Rng {
+        let seed = std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        eprintln!("random seed: {name}={seed}");
+        Rng(seed.max(1))
+    }
+
     /// From `$name` if set, else from the clock; prints the seed so a failure can be replayed.
     pub fn from_env(name: &str) -> Rng {
         let seed = std::env::var(name)
