@@ -16,38 +16,71 @@ pub(super) fn scan(ctx: &Ctx, args: &crate::cli::ScanArgs) -> Result<i32> {
     let (rows, scanned, live) = if ctx.offline {
         let version = version_for(root, args.systemd_version, None)?;
         let dirs = discover::search_path(root)?;
-        let ix = discover::Index::new(root, &dirs);
-        let mut rows = Vec::new();
-        let mut scanned = 0;
         let rule = version
             .as_ref()
             .map_or(crate::effective::EmptyAssignment::Resets, |v| {
                 crate::effective::EmptyAssignment::for_version(v.major)
             });
-        for n in ix.unit_names()? {
-            let Ok(name) = UnitName::parse(&n) else {
-                continue;
-            };
-            if name.unit_type() != "service" {
-                continue;
-            }
-            let Ok(d) = discover::discover_in(&ix, &name, version.as_ref().map(|v| v.major))?
-            else {
-                continue;
-            };
-            if d.unit != name {
-                continue; // an alias: its unit is listed under its own name
-            }
-            scanned += 1;
-            let applied = discover::applied(&d.dropins);
-            let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)
-                .with_context(|| format!("reading {n}"))?;
-            let eff = crate::effective::merge(&sources, "Service", rule);
-            if let Some(r) =
-                crate::scan::from_effective(&n, &eff, version.as_ref().map(|v| v.major))
-            {
-                rows.push(r);
-            }
+        let major = version.as_ref().map(|v| v.major);
+        let names: Vec<UnitName> = discover::Index::new(root, &dirs)
+            .unit_names()?
+            .iter()
+            .filter_map(|n| UnitName::parse(n).ok())
+            .filter(|n| n.unit_type() == "service")
+            .collect();
+        // Reading thousands of unit files is system calls, not CPU: one index per core, each
+        // over its own share of the names, then the rows in name order.
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let chunk = names.len().div_ceil(cores).max(256);
+        let results: Vec<Result<(Vec<crate::scan::Row>, usize)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    let dirs = &dirs;
+                    // Each thread its own handle: Root caches resolutions and is not Sync.
+                    let root = root.clone();
+                    s.spawn(move || -> Result<(Vec<crate::scan::Row>, usize)> {
+                        let ix = discover::Index::new(&root, dirs);
+                        let mut rows = Vec::new();
+                        let mut scanned = 0;
+                        for name in part {
+                            let Ok(d) = discover::discover_in(&ix, name, major)? else {
+                                continue;
+                            };
+                            if d.unit != *name {
+                                continue; // an alias: its unit is listed under its own name
+                            }
+                            scanned += 1;
+                            let applied = discover::applied(&d.dropins);
+                            let sources = discover::parse_sources(
+                                &d.fragment.path,
+                                &d.fragment.data,
+                                &applied,
+                            )
+                            .with_context(|| format!("reading {name}"))?;
+                            let eff = crate::effective::merge(&sources, "Service", rule);
+                            rows.extend(crate::scan::from_effective(name.as_str(), &eff, major));
+                        }
+                        Ok((rows, scanned))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a scan thread failed")))
+                })
+                .collect()
+        });
+        let mut rows = Vec::new();
+        let mut scanned = 0;
+        for r in results {
+            let (r, n) = r?;
+            rows.extend(r);
+            scanned += n;
         }
         (rows, scanned, false)
     } else {
