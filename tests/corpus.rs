@@ -211,3 +211,64 @@ fn every_corpus_drop_in_next_to_a_slave_unit_ends_with_mountflags_unset() {
         "{outcomes:?}"
     );
 }
+
+/// On plain corpus files (no continuation lines), dropfix's parser and rust-ini (escapes and
+/// quotes off, as systemd's file syntax has none) read the same values for every key.
+#[test]
+fn parser_agrees_with_rust_ini_on_plain_corpus_files() {
+    use std::collections::BTreeMap;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/units");
+    let mut stack = vec![corpus];
+    let (mut compared, mut problems) = (0, Vec::new());
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let Ok(text) = String::from_utf8(std::fs::read(&p).unwrap()) else {
+                continue;
+            };
+            if text.lines().any(|l| l.trim_end().ends_with('\\')) || text.contains('\r') {
+                continue; // continuations and CR endings: systemd's rules, not INI's
+            }
+            let ours = dropfix::syntax::parse(text.as_bytes())
+                .unwrap_or_else(|(_, e)| panic!("{}: {e}", p.display()));
+            let opt = ini::ParseOption {
+                enabled_quote: false,
+                enabled_escape: false,
+                enabled_indented_mutiline_value: false,
+                enabled_preserve_key_leading_whitespace: false,
+            };
+            let theirs = match ini::Ini::load_from_str_opt(&text, opt) {
+                Ok(i) => i,
+                Err(e) => {
+                    problems.push(format!("{}: rust-ini: {e}", p.display()));
+                    continue;
+                }
+            };
+            let mut mine: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+            for a in &ours.assignments {
+                mine.entry((a.section.clone(), a.key.clone()))
+                    .or_default()
+                    .push(a.value.clone());
+            }
+            for ((sec, key), values) in &mine {
+                let other: Vec<String> = theirs
+                    .section_all(Some(sec.as_str()))
+                    .flat_map(|props| props.get_all(key).map(str::to_string).collect::<Vec<_>>())
+                    .collect();
+                if &other != values {
+                    problems.push(format!(
+                        "{}: [{sec}] {key}: dropfix {values:?}, rust-ini {other:?}",
+                        p.display()
+                    ));
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 300, "only {compared} keys compared");
+}
