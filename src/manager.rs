@@ -529,22 +529,27 @@ impl Systemd {
         Ok(out)
     }
 
-    /// Every property of a unit (Unit interface plus its type's, e.g. Service), loading it.
-    fn unit_properties_inner(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
-        let reply = self
-            .call(
-                SYSTEMD,
-                MANAGER_PATH,
-                MANAGER,
-                "LoadUnit",
-                &(name,),
-                CALL_TIMEOUT,
-            )
-            .with_context(|| format!("reading unit {name}"))?;
-        let path: OwnedObjectPath = reply
+    /// `LoadUnit`: the unit's object path (loading it from disk if needed).
+    fn load_unit(&self, name: &str) -> Result<OwnedObjectPath> {
+        let reply = self.call(
+            SYSTEMD,
+            MANAGER_PATH,
+            MANAGER,
+            "LoadUnit",
+            &(name,),
+            CALL_TIMEOUT,
+        )?;
+        reply
             .body()
             .deserialize()
-            .context("unexpected reply to LoadUnit")?;
+            .context("unexpected reply to LoadUnit")
+    }
+
+    /// Every property of a unit (Unit interface plus its type's, e.g. Service), loading it.
+    fn unit_properties_inner(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
+        let path = self
+            .load_unit(name)
+            .with_context(|| format!("reading unit {name}"))?;
         let ty = name.rsplit_once('.').map_or("", |(_, t)| t);
         let mut cap = ty.to_string();
         if let Some(f) = cap.get_mut(0..1) {
@@ -601,21 +606,7 @@ impl ServiceManager for Systemd {
 
     fn unit(&mut self, name: &str) -> Result<UnitState> {
         let ctx = || format!("reading unit {name}");
-        let reply = self
-            .call(
-                SYSTEMD,
-                MANAGER_PATH,
-                MANAGER,
-                "LoadUnit",
-                &(name,),
-                CALL_TIMEOUT,
-            )
-            .with_context(ctx)?;
-        let path: OwnedObjectPath = reply
-            .body()
-            .deserialize()
-            .context("unexpected reply to LoadUnit")
-            .with_context(ctx)?;
+        let path = self.load_unit(name).with_context(ctx)?;
         let mut unit = Props::new(self.get_all(path.as_str(), UNIT).with_context(ctx)?, UNIT);
         let (load_error_name, load_error_message): (String, String) = unit
             .get::<Structure<'static>>("LoadError")

@@ -174,16 +174,7 @@ fn host_proc_facts(host: &mut crate::doctor::HostFacts, targets: &[String]) {
 pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
     let root = &ctx.root;
     let explicit = !args.units.is_empty();
-    let names = if explicit {
-        parse_units(&args.units)?
-    } else {
-        parse_units(
-            &DEFAULT_UNITS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )?
-    };
+    let names = units_or_default(&args.units)?;
     let dirs = discover::search_path(root)?;
     let mut mgr = if ctx.offline {
         None

@@ -161,16 +161,7 @@ fn fix_with(
     let root = &ctx.root;
     let preview = args.dry_run || args.check;
     let explicit = !args.units.is_empty();
-    let mut units = if explicit {
-        parse_units(&args.units)?
-    } else {
-        parse_units(
-            &DEFAULT_UNITS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )?
-    };
+    let mut units = units_or_default(&args.units)?;
     let strategy = args.strategy.map(|s| match s {
         StrategyArg::DropIn => Strategy::DropIn,
         StrategyArg::FullCopy => Strategy::FullCopy,

@@ -153,6 +153,20 @@ fn parse_units(given: &[String]) -> Result<Vec<UnitName>> {
         .collect()
 }
 
+/// The units named, or the default ones (docker.service, early-docker.service).
+fn units_or_default(given: &[String]) -> Result<Vec<UnitName>> {
+    if given.is_empty() {
+        parse_units(
+            &DEFAULT_UNITS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        parse_units(given)
+    }
+}
+
 fn root_label(root: &Root) -> String {
     if root.is_host() {
         "/".into()
