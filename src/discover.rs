@@ -625,7 +625,13 @@ pub fn parse_sources(
 ) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     let parse = |path: &str, data: &[u8]| -> Result<UnitFile> {
-        syntax::parse(data).map_err(|(_, e)| anyhow::anyhow!("{path}:{}: {}", e.line, e.message))
+        syntax::parse(data).map_err(|(_, e)| {
+            anyhow::Error::new(crate::error::FileError {
+                path: path.to_string(),
+                line: Some(e.line),
+                message: e.message,
+            })
+        })
     };
     out.push(Source {
         path: fragment_path.to_string(),
@@ -654,7 +660,11 @@ pub fn text(path: &str, data: &[u8]) -> Result<String> {
             .filter(|l| !l.end.is_empty())
             .count()
             + 1;
-        anyhow::anyhow!("{path}:{line}: not valid UTF-8")
+        anyhow::Error::new(crate::error::FileError {
+            path: path.to_string(),
+            line: Some(line),
+            message: "not valid UTF-8".into(),
+        })
     })
 }
 

@@ -519,8 +519,8 @@ mod tests {
     fn bus(flags: u64, pid: u32) -> UnitState {
         UnitState {
             id: "docker.service".into(),
-            load_state: "loaded".into(),
-            active_state: "active".into(),
+            load_state: crate::manager::LoadState::Loaded,
+            active_state: crate::manager::ActiveState::Active,
             mount_flags: Some(flags),
             main_pid: pid,
             ..UnitState::default()

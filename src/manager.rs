@@ -14,18 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use zbus::export::futures_core::Stream;
-use zbus::message::Type as MessageType;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Structure};
-use zbus::{Connection, MatchRule, Message, MessageStream};
+use zbus::proxy;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::{DeserializeDict, OwnedObjectPath, OwnedValue};
+use zbus::Connection;
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
-const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
-const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const UNIT: &str = "org.freedesktop.systemd1.Unit";
-const SERVICE: &str = "org.freedesktop.systemd1.Service";
-const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
-const DBUS: &str = "org.freedesktop.DBus";
-const DBUS_PATH: &str = "/org/freedesktop/DBus";
 /// Where systemd itself looks when `DBUS_SYSTEM_BUS_ADDRESS` is unset (`DEFAULT_SYSTEM_BUS_ADDRESS`).
 const DEFAULT_SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
 
@@ -33,8 +27,227 @@ const DEFAULT_SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
 const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 /// systemctl's `DAEMON_RELOAD_TIMEOUT_SEC`: a reload reruns generators and may take long.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(180);
-/// Signals queued per match before zbus stops reading the socket; we drain while waiting.
-const SIGNAL_QUEUE: usize = 4096;
+
+/// systemd's Manager interface, the calls dropfix makes (`org.freedesktop.systemd1(5)`).
+#[proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1",
+    gen_blocking = false
+)]
+trait Manager {
+    /// `LoadUnit(s) -> o`: the unit's object path, loading it from disk if needed.
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    /// `Reload()`: daemon-reload; the reply comes once every unit has been re-read.
+    fn reload(&self) -> zbus::Result<()>;
+    /// `RestartUnit(ss) -> o`: the queued job's path.
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    /// `Subscribe()`: without a subscriber systemd may not emit job signals.
+    fn subscribe(&self) -> zbus::Result<()>;
+    /// `ListUnits() -> a(ssssssouso)`.
+    fn list_units(&self) -> zbus::Result<Vec<ListUnitsRow>>;
+    /// `JobRemoved(uoss)`: a job finished, with its result.
+    #[zbus(signal)]
+    fn job_removed(
+        &self,
+        id: u32,
+        job: OwnedObjectPath,
+        unit: String,
+        result: String,
+    ) -> zbus::Result<()>;
+    /// `Version`, e.g. `252.39-1~deb12u2`.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> zbus::Result<String>;
+    /// `UnitsLoadTimestamp` (v255+ moves with every daemon-reload; absent on older systemd).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn units_load_timestamp(&self) -> zbus::Result<u64>;
+    /// `UnitsLoadFinishTimestamp`: when units were last loaded at boot or reload.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn units_load_finish_timestamp(&self) -> zbus::Result<u64>;
+}
+
+/// `org.freedesktop.DBus.Properties.GetAll` read straight into typed structs: one round trip
+/// per interface, as `systemctl show` does, instead of one `Get` per property.
+#[proxy(
+    interface = "org.freedesktop.DBus.Properties",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = false
+)]
+trait TypedProperties {
+    /// `GetAll("org.freedesktop.systemd1.Unit")`.
+    #[zbus(name = "GetAll")]
+    fn unit_props(&self, interface: &str) -> zbus::Result<UnitProps>;
+    /// `GetAll("org.freedesktop.systemd1.Service")`.
+    #[zbus(name = "GetAll")]
+    fn service_props(&self, interface: &str) -> zbus::Result<ServiceProps>;
+}
+
+/// One row of `ListUnits`.
+#[derive(Debug, Clone, serde::Deserialize, zbus::zvariant::Type)]
+pub struct ListUnitsRow {
+    name: String,
+    _description: String,
+    load_state: String,
+    active_state: String,
+    sub_state: String,
+    _following: String,
+    path: OwnedObjectPath,
+    _job_id: u32,
+    _job_type: String,
+    _job_path: OwnedObjectPath,
+}
+
+/// The Unit interface's properties dropfix reads.
+#[derive(Debug, Default, DeserializeDict, zbus::zvariant::Type)]
+#[zvariant(signature = "a{sv}", rename_all = "PascalCase")]
+struct UnitProps {
+    id: Option<String>,
+    names: Option<Vec<String>>,
+    load_state: Option<String>,
+    load_error: Option<(String, String)>,
+    active_state: Option<String>,
+    sub_state: Option<String>,
+    fragment_path: Option<String>,
+    drop_in_paths: Option<Vec<String>>,
+    need_daemon_reload: Option<bool>,
+    active_enter_timestamp: Option<u64>,
+}
+
+/// The Service interface's properties dropfix reads.
+#[derive(Debug, Default, DeserializeDict, zbus::zvariant::Type)]
+#[zvariant(signature = "a{sv}", rename_all = "PascalCase")]
+struct ServiceProps {
+    mount_flags: Option<u64>,
+    #[zvariant(rename = "MainPID")]
+    main_pid: Option<u32>,
+    result: Option<String>,
+    exec_main_start_timestamp: Option<u64>,
+}
+
+/// `LoadState` (systemd's `unit_load_state_to_string`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LoadState {
+    /// `stub`: not loaded yet.
+    #[default]
+    Stub,
+    /// `loaded`.
+    Loaded,
+    /// `not-found`.
+    NotFound,
+    /// `bad-setting`.
+    BadSetting,
+    /// `error`: the fragment could not be read or parsed.
+    Error,
+    /// `merged`: an alias merged into another unit.
+    Merged,
+    /// `masked`.
+    Masked,
+    /// A state this dropfix does not know.
+    Other(String),
+}
+
+impl LoadState {
+    /// From systemd's string.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "stub" => Self::Stub,
+            "loaded" => Self::Loaded,
+            "not-found" => Self::NotFound,
+            "bad-setting" => Self::BadSetting,
+            "error" => Self::Error,
+            "merged" => Self::Merged,
+            "masked" => Self::Masked,
+            o => Self::Other(o.to_string()),
+        }
+    }
+    /// systemd's string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Stub => "stub",
+            Self::Loaded => "loaded",
+            Self::NotFound => "not-found",
+            Self::BadSetting => "bad-setting",
+            Self::Error => "error",
+            Self::Merged => "merged",
+            Self::Masked => "masked",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// `ActiveState` (systemd's `unit_active_state_to_string`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ActiveState {
+    /// `active`.
+    Active,
+    /// `reloading`.
+    Reloading,
+    /// `inactive`.
+    #[default]
+    Inactive,
+    /// `failed`.
+    Failed,
+    /// `activating`.
+    Activating,
+    /// `deactivating`.
+    Deactivating,
+    /// `maintenance` (v246+).
+    Maintenance,
+    /// `refreshing` (v254+).
+    Refreshing,
+    /// A state this dropfix does not know.
+    Other(String),
+}
+
+impl ActiveState {
+    /// From systemd's string.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "reloading" => Self::Reloading,
+            "inactive" => Self::Inactive,
+            "failed" => Self::Failed,
+            "activating" => Self::Activating,
+            "deactivating" => Self::Deactivating,
+            "maintenance" => Self::Maintenance,
+            "refreshing" => Self::Refreshing,
+            o => Self::Other(o.to_string()),
+        }
+    }
+    /// systemd's string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Active => "active",
+            Self::Reloading => "reloading",
+            Self::Inactive => "inactive",
+            Self::Failed => "failed",
+            Self::Activating => "activating",
+            Self::Deactivating => "deactivating",
+            Self::Maintenance => "maintenance",
+            Self::Refreshing => "refreshing",
+            Self::Other(s) => s,
+        }
+    }
+    /// Running, or on its way there: a restart would stop it.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            Self::Active | Self::Activating | Self::Reloading | Self::Refreshing
+        )
+    }
+}
+
+impl std::fmt::Display for ActiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for LoadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What systemd reports about one unit, read fresh from the bus.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,12 +256,12 @@ pub struct UnitState {
     pub id: String,
     /// `Names`: the primary name and all aliases.
     pub names: Vec<String>,
-    /// `LoadState`: `loaded`, `not-found`, `masked`, `bad-setting`, `error`, ...
-    pub load_state: String,
+    /// `LoadState`.
+    pub load_state: LoadState,
     /// `LoadError` as (D-Bus error name, message), `None` when the unit loaded fine.
     pub load_error: Option<(String, String)>,
-    /// `ActiveState`: `active`, `inactive`, `failed`, `activating`, ...
-    pub active_state: String,
+    /// `ActiveState`.
+    pub active_state: ActiveState,
     /// `SubState`, e.g. `running`, `dead`, `exited`.
     pub sub_state: String,
     /// `FragmentPath`: the unit file systemd loaded (may name `/lib/...` on merged-/usr systems).
@@ -63,6 +276,15 @@ pub struct UnitState {
     pub main_pid: u32,
     /// `Service.Result`, e.g. `success`, `exit-code`; empty for non-services.
     pub result: String,
+    /// When the unit last became active (`ActiveEnterTimestamp`, µs since the epoch; 0 never).
+    pub active_enter_us: u64,
+}
+
+impl UnitState {
+    /// Running, or on its way there.
+    pub fn is_running(&self) -> bool {
+        self.active_state.is_running()
+    }
 }
 
 /// How a job systemd queued for us ended.
@@ -81,7 +303,35 @@ pub enum JobOutcome {
     Vanished,
 }
 
-/// The service manager as dropfix uses it; [`Systemd`] is the real one.
+impl JobOutcome {
+    /// For reports: `done`, the failed result, `timeout`, or `lost`.
+    pub fn describe(&self) -> String {
+        match self {
+            JobOutcome::Done => "done".into(),
+            JobOutcome::Failed { result } => result.clone(),
+            JobOutcome::TimedOut => "timeout (dropfix stopped waiting)".into(),
+            JobOutcome::Vanished => "lost (the bus connection dropped)".into(),
+        }
+    }
+}
+
+/// A unit as `ListUnits` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUnit {
+    /// Primary name.
+    pub name: String,
+    /// `LoadState`.
+    pub load_state: LoadState,
+    /// `ActiveState`.
+    pub active_state: ActiveState,
+    /// `SubState`.
+    pub sub_state: String,
+    /// Object path.
+    pub path: String,
+}
+
+/// The service manager as dropfix uses it; [`Systemd`] is the real one. Every command gets
+/// its manager through this trait, so a recording fake can drive them all in tests.
 pub trait ServiceManager {
     /// `Manager.Version`, e.g. `252.39-1~deb12u2`.
     fn version(&mut self) -> Result<String>;
@@ -93,6 +343,22 @@ pub trait ServiceManager {
     fn restart(&mut self, name: &str, timeout: Duration) -> Result<JobOutcome>;
     /// Every property of a unit (Unit interface plus its type's), for comparing settings.
     fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>>;
+    /// Every loaded unit (`ListUnits`).
+    fn list_units(&mut self) -> Result<Vec<ListedUnit>> {
+        Ok(Vec::new())
+    }
+    /// `GetAll(iface)` on many unit objects at once; `None` for a unit gone meanwhile.
+    fn properties_many(
+        &mut self,
+        paths: &[String],
+        _iface: &str,
+    ) -> Result<Vec<Option<HashMap<String, PropValue>>>> {
+        Ok(paths.iter().map(|_| None).collect())
+    }
+    /// When systemd last (re)loaded unit files, µs since the epoch, if this systemd says.
+    fn units_loaded_at(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// Maps a `JobRemoved` result string the way systemctl does: only `done` is success.
@@ -147,38 +413,33 @@ impl Systemd {
         &self.address
     }
 
-    /// One method call with a deadline; D-Bus errors become one-line messages.
-    fn call<B>(
+    /// Waits for `fut` up to `timeout`; D-Bus errors become one-line messages.
+    fn wait<T>(
         &self,
-        dest: &str,
-        path: &str,
-        iface: &str,
-        method: &str,
-        body: &B,
+        what: &str,
         timeout: Duration,
-    ) -> Result<Message>
-    where
-        B: zbus::export::serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        let call = self
-            .conn
-            .call_method(Some(dest), path, Some(iface), method, body);
-        match block_on_until(Instant::now() + timeout, call) {
-            Some(Ok(reply)) => Ok(reply),
+        fut: impl Future<Output = zbus::Result<T>>,
+    ) -> Result<T> {
+        match block_on_until(Instant::now() + timeout, fut) {
+            Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(self.explain(e)),
-            None => Err(anyhow!(
-                "no reply to {method} within {}s",
-                timeout.as_secs()
-            )),
+            None => Err(anyhow!("no reply to {what} within {}s", timeout.as_secs())),
         }
     }
 
-    fn get_all(&self, path: &str, iface: &str) -> Result<HashMap<String, OwnedValue>> {
-        let reply = self.call(SYSTEMD, path, PROPERTIES, "GetAll", &(iface,), CALL_TIMEOUT)?;
-        reply
-            .body()
-            .deserialize()
-            .with_context(|| format!("unexpected reply to GetAll({iface})"))
+    /// The Manager object. No property cache: every read asks systemd afresh.
+    fn manager(&self) -> Result<ManagerProxy<'static>> {
+        let b = ManagerProxy::builder(&self.conn).cache_properties(CacheProperties::No);
+        self.wait("a proxy", CALL_TIMEOUT, b.build())
+    }
+
+    /// Typed `GetAll` on one unit object.
+    fn typed_props(&self, path: &OwnedObjectPath) -> Result<TypedPropertiesProxy<'static>> {
+        let b = TypedPropertiesProxy::builder(&self.conn)
+            .path(path.clone())
+            .map_err(|e| self.explain(e))?
+            .cache_properties(CacheProperties::No);
+        self.wait("a proxy", CALL_TIMEOUT, b.build())
     }
 
     /// Turns a zbus error into one line a person can act on.
@@ -218,15 +479,12 @@ impl Systemd {
     }
 
     /// `Subscribe()` once per connection: without a subscriber systemd may not emit job signals.
-    fn subscribe(&mut self) -> Result<()> {
+    fn subscribe(&mut self, m: &ManagerProxy<'_>) -> Result<()> {
         if self.subscribed {
             return Ok(());
         }
-        let call =
-            self.conn
-                .call_method(Some(SYSTEMD), MANAGER_PATH, Some(MANAGER), "Subscribe", &());
-        match block_on_until(Instant::now() + CALL_TIMEOUT, call) {
-            Some(Ok(_)) => {}
+        match block_on_until(Instant::now() + CALL_TIMEOUT, m.subscribe()) {
+            Some(Ok(())) => {}
             Some(Err(zbus::Error::MethodError(name, _, _)))
                 if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
             Some(Err(e)) => return Err(self.explain(e)),
@@ -241,47 +499,31 @@ impl Systemd {
         Ok(())
     }
 
-    /// A queue of the signals matching `rule`, installed on the bus (AddMatch) before returning.
-    fn listen(&self, rule: MatchRule<'static>) -> Result<MessageStream> {
-        let stream = MessageStream::for_match_rule(rule, &self.conn, Some(SIGNAL_QUEUE));
-        match block_on_until(Instant::now() + CALL_TIMEOUT, stream) {
-            Some(Ok(s)) => Ok(s),
-            Some(Err(e)) => Err(self.explain(e)),
-            None => Err(anyhow!(
-                "no reply to AddMatch within {}s",
-                CALL_TIMEOUT.as_secs()
-            )),
-        }
-    }
-
     fn restart_inner(&mut self, name: &str, timeout: Duration) -> Result<JobOutcome> {
         let deadline = Instant::now() + timeout;
+        let m = self.manager()?;
+        let bus = self.wait(
+            "a proxy",
+            CALL_TIMEOUT,
+            zbus::fdo::DBusProxy::new(&self.conn),
+        )?;
         // The order is systemctl's: listen first, then ask for the job, so a JobRemoved that
         // arrives before the RestartUnit reply is buffered, not lost.
-        let mut owner_changes = self.listen(name_owner_changed_rule()?)?;
-        let reply = self.call(
-            DBUS,
-            DBUS_PATH,
-            DBUS,
-            "GetNameOwner",
-            &(SYSTEMD,),
+        let mut owner_changes = self.wait(
+            "AddMatch",
             CALL_TIMEOUT,
+            bus.receive_name_owner_changed_with_args(&[(0, SYSTEMD)]),
         )?;
-        let owner: String = reply
-            .body()
-            .deserialize()
-            .context("unexpected reply to GetNameOwner")?;
-        let mut removed = self.listen(job_removed_rule()?)?;
-        self.subscribe()?;
+        let systemd_name = zbus::names::BusName::try_from(SYSTEMD).map_err(|e| anyhow!("{e}"))?;
+        let owner = self
+            .wait("GetNameOwner", CALL_TIMEOUT, async {
+                Ok(bus.get_name_owner(systemd_name).await?)
+            })?
+            .to_string();
+        let mut removed = self.wait("AddMatch", CALL_TIMEOUT, m.receive_job_removed())?;
+        self.subscribe(&m)?;
 
-        let args = (name, "replace");
-        let mut call = pin!(self.conn.call_method(
-            Some(SYSTEMD),
-            MANAGER_PATH,
-            Some(MANAGER),
-            "RestartUnit",
-            &args,
-        ));
+        let mut call = pin!(m.restart_unit(name, "replace"));
         let mut job: Option<OwnedObjectPath> = None;
         let mut finished: HashMap<OwnedObjectPath, String> = HashMap::new();
         let waited = block_on_until(
@@ -289,50 +531,31 @@ impl Systemd {
             poll_fn(|cx| -> Poll<Result<JobOutcome, zbus::Error>> {
                 // systemd leaving the bus (crash, re-exec) ends the wait: its jobs' signals
                 // would come from another connection, if at all.
-                loop {
-                    match Pin::new(&mut owner_changes).poll_next(cx) {
-                        Poll::Ready(Some(Ok(msg))) => {
-                            if let Ok((n, _old, _new)) =
-                                msg.body().deserialize::<(String, String, String)>()
-                            {
-                                if n == SYSTEMD {
-                                    return Poll::Ready(Ok(JobOutcome::Vanished));
-                                }
-                            }
-                        }
-                        Poll::Ready(Some(Err(_)) | None) => {
-                            return Poll::Ready(Ok(JobOutcome::Vanished))
-                        }
-                        Poll::Pending => break,
-                    }
+                match Pin::new(&mut owner_changes).poll_next(cx) {
+                    Poll::Ready(_) => return Poll::Ready(Ok(JobOutcome::Vanished)),
+                    Poll::Pending => {}
                 }
                 loop {
                     match Pin::new(&mut removed).poll_next(cx) {
-                        Poll::Ready(Some(Ok(msg))) => {
-                            if msg.header().sender().map(|s| s.as_str()) != Some(owner.as_str()) {
+                        Poll::Ready(Some(sig)) => {
+                            let from = sig.message().header().sender().map(|s| s.to_string());
+                            if from.as_deref() != Some(owner.as_str()) {
                                 continue; // only PID 1 speaks for systemd's jobs
                             }
-                            let Ok((_id, path, _unit, result)) =
-                                msg.body()
-                                    .deserialize::<(u32, OwnedObjectPath, String, String)>()
-                            else {
-                                continue;
-                            };
+                            let Ok(args) = sig.args() else { continue };
+                            let path = args.job().clone();
                             if job.as_ref() == Some(&path) {
-                                return Poll::Ready(Ok(job_outcome(&result)));
+                                return Poll::Ready(Ok(job_outcome(args.result())));
                             }
-                            finished.insert(path, result);
+                            finished.insert(path, args.result().clone());
                         }
-                        Poll::Ready(Some(Err(_)) | None) => {
-                            return Poll::Ready(Ok(JobOutcome::Vanished))
-                        }
+                        Poll::Ready(None) => return Poll::Ready(Ok(JobOutcome::Vanished)),
                         Poll::Pending => break,
                     }
                 }
                 if job.is_none() {
                     match call.as_mut().poll(cx) {
-                        Poll::Ready(Ok(reply)) => {
-                            let path: OwnedObjectPath = reply.body().deserialize()?;
+                        Poll::Ready(Ok(path)) => {
                             if let Some(result) = finished.remove(&path) {
                                 return Poll::Ready(Ok(job_outcome(&result)));
                             }
@@ -356,23 +579,9 @@ impl Systemd {
     }
 }
 
-/// A method call in flight.
-type PendingCall<'a> = Pin<Box<dyn Future<Output = zbus::Result<Message>> + 'a>>;
-
-/// A unit as `ListUnits` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedUnit {
-    /// Primary name.
-    pub name: String,
-    /// `LoadState`.
-    pub load_state: String,
-    /// `ActiveState`.
-    pub active_state: String,
-    /// `SubState`.
-    pub sub_state: String,
-    /// Object path.
-    pub path: String,
-}
+/// A property read in flight.
+type PendingProps<'a> =
+    Pin<Box<dyn Future<Output = zbus::fdo::Result<HashMap<String, OwnedValue>>> + 'a>>;
 
 /// A property value reduced to what dropfix reasons about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,68 +629,144 @@ impl From<&OwnedValue> for PropValue {
 }
 
 impl Systemd {
-    /// Every loaded unit (`ListUnits`): one round trip.
-    pub fn list_units(&mut self) -> Result<Vec<ListedUnit>> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        );
-        let reply = self
-            .call(
-                SYSTEMD,
-                MANAGER_PATH,
-                MANAGER,
-                "ListUnits",
-                &(),
-                CALL_TIMEOUT,
-            )
+    /// `LoadUnit`: the unit's object path (loading it from disk if needed).
+    fn load_unit(&self, m: &ManagerProxy<'_>, name: &str) -> Result<OwnedObjectPath> {
+        self.wait("LoadUnit", CALL_TIMEOUT, m.load_unit(name))
+    }
+
+    /// Every property of a unit (Unit interface plus its type's, e.g. Service), loading it.
+    fn unit_properties_inner(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
+        let m = self.manager()?;
+        let path = self
+            .load_unit(&m, name)
+            .with_context(|| format!("reading unit {name}"))?;
+        let ty = name.rsplit_once('.').map_or("", |(_, t)| t);
+        let mut cap = ty.to_string();
+        if let Some(f) = cap.get_mut(0..1) {
+            f.make_ascii_uppercase();
+        }
+        let mut out = HashMap::new();
+        for iface in [UNIT.to_string(), format!("org.freedesktop.systemd1.{cap}")] {
+            if let Some(Some(m)) = self.properties_many(&[path.to_string()], &iface)?.pop() {
+                out.extend(m);
+            }
+        }
+        Ok(out)
+    }
+}
+
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE: &str = "org.freedesktop.systemd1.Service";
+
+impl ServiceManager for Systemd {
+    fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
+        self.unit_properties_inner(name)
+    }
+
+    fn version(&mut self) -> Result<String> {
+        let m = self.manager()?;
+        self.wait("Get(Version)", CALL_TIMEOUT, m.version())
+            .context("reading systemd's version")
+    }
+
+    fn unit(&mut self, name: &str) -> Result<UnitState> {
+        let ctx = || format!("reading unit {name}");
+        let m = self.manager().with_context(ctx)?;
+        let path = self.load_unit(&m, name).with_context(ctx)?;
+        let props = self.typed_props(&path).with_context(ctx)?;
+        let u = self
+            .wait("GetAll", CALL_TIMEOUT, props.unit_props(UNIT))
+            .with_context(ctx)?;
+        let missing = |what: &str| anyhow!("{}: systemd did not report {UNIT}.{what}", ctx());
+        let load_error = u.load_error.filter(|(n, _)| !n.is_empty());
+        let mut state = UnitState {
+            id: u.id.ok_or_else(|| missing("Id"))?,
+            names: u.names.unwrap_or_default(),
+            load_state: LoadState::parse(&u.load_state.ok_or_else(|| missing("LoadState"))?),
+            load_error,
+            active_state: ActiveState::parse(
+                &u.active_state.ok_or_else(|| missing("ActiveState"))?,
+            ),
+            sub_state: u.sub_state.unwrap_or_default(),
+            fragment_path: u.fragment_path.unwrap_or_default(),
+            drop_in_paths: u.drop_in_paths.unwrap_or_default(),
+            need_daemon_reload: u.need_daemon_reload.unwrap_or(false),
+            mount_flags: None,
+            main_pid: 0,
+            result: String::new(),
+            active_enter_us: u.active_enter_timestamp.unwrap_or(0),
+        };
+        if state.id.ends_with(".service") {
+            let s = self
+                .wait("GetAll", CALL_TIMEOUT, props.service_props(SERVICE))
+                .with_context(ctx)?;
+            state.mount_flags = Some(s.mount_flags.ok_or_else(|| {
+                anyhow!("{}: systemd did not report {SERVICE}.MountFlags", ctx())
+            })?);
+            state.main_pid = s.main_pid.unwrap_or(0);
+            state.result = s.result.unwrap_or_default();
+            if let Some(t) = s.exec_main_start_timestamp.filter(|t| *t > 0) {
+                state.active_enter_us = state.active_enter_us.max(t);
+            }
+        }
+        Ok(state)
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        // The reply comes after systemd has re-read everything, so what follows sees the new units.
+        let m = self.manager()?;
+        self.wait("Reload", RELOAD_TIMEOUT, m.reload())
+            .context("reloading systemd")
+    }
+
+    fn restart(&mut self, name: &str, timeout: Duration) -> Result<JobOutcome> {
+        self.restart_inner(name, timeout)
+            .with_context(|| format!("restarting {name}"))
+    }
+
+    fn list_units(&mut self) -> Result<Vec<ListedUnit>> {
+        let m = self.manager()?;
+        let rows = self
+            .wait("ListUnits", CALL_TIMEOUT, m.list_units())
             .context("listing units")?;
-        let rows: Vec<Row> = reply
-            .body()
-            .deserialize()
-            .context("unexpected reply to ListUnits")?;
         Ok(rows
             .into_iter()
             .map(|r| ListedUnit {
-                name: r.0,
-                load_state: r.2,
-                active_state: r.3,
-                sub_state: r.4,
-                path: r.6.to_string(),
+                name: r.name,
+                load_state: LoadState::parse(&r.load_state),
+                active_state: ActiveState::parse(&r.active_state),
+                sub_state: r.sub_state,
+                path: r.path.to_string(),
             })
             .collect())
     }
 
-    /// `GetAll(iface)` on many objects with every call in flight at once (systemd has no bulk
-    /// property call, so pipelining is the fewest round trips the API allows).
-    pub fn properties_many(
+    /// Every call is in flight at once: systemd has no bulk property call, so pipelining the
+    /// typed `Properties.GetAll` calls is the fewest round trips the API allows.
+    fn properties_many(
         &mut self,
         paths: &[String],
         iface: &str,
     ) -> Result<Vec<Option<HashMap<String, PropValue>>>> {
-        let body = (iface,);
-        let mut calls: Vec<Option<PendingCall<'_>>> = paths
+        let iface_name = zbus::names::InterfaceName::try_from(iface.to_string())
+            .map_err(|e| anyhow!("{iface}: {e}"))?;
+        let mut proxies = Vec::with_capacity(paths.len());
+        for p in paths {
+            let b = zbus::fdo::PropertiesProxy::builder(&self.conn)
+                .destination(SYSTEMD)
+                .and_then(|b| b.path(p.as_str()))
+                .map_err(|e| self.explain(e))?
+                .cache_properties(CacheProperties::No);
+            proxies.push(self.wait("a proxy", CALL_TIMEOUT, b.build())?);
+        }
+        let mut calls: Vec<Option<PendingProps<'_>>> = proxies
             .iter()
             .map(|p| {
-                let f: PendingCall<'_> = Box::pin(self.conn.call_method(
-                    Some(SYSTEMD),
-                    p.as_str(),
-                    Some(PROPERTIES),
-                    "GetAll",
-                    &body,
-                ));
+                let f: PendingProps<'_> = Box::pin(p.get_all(iface_name.clone()));
                 Some(f)
             })
             .collect();
-        let mut results: Vec<Option<zbus::Result<Message>>> =
+        let mut results: Vec<Option<zbus::fdo::Result<HashMap<String, OwnedValue>>>> =
             (0..paths.len()).map(|_| None).collect();
         let deadline = Instant::now() + CALL_TIMEOUT + Duration::from_millis(paths.len() as u64);
         let all = poll_fn(|cx| {
@@ -509,200 +794,34 @@ impl Systemd {
                 paths.len()
             ));
         }
-        let mut out = Vec::with_capacity(paths.len());
-        for r in results {
-            let map = match r {
-                Some(Ok(m)) => m
-                    .body()
-                    .deserialize::<HashMap<String, OwnedValue>>()
-                    .ok()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), PropValue::from(v)))
-                            .collect()
-                    }),
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Some(Ok(m)) => Some(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), PropValue::from(v)))
+                        .collect(),
+                ),
                 // A unit unloaded meanwhile: no properties.
                 _ => None,
-            };
-            out.push(map);
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
-    /// `LoadUnit`: the unit's object path (loading it from disk if needed).
-    fn load_unit(&self, name: &str) -> Result<OwnedObjectPath> {
-        let reply = self.call(
-            SYSTEMD,
-            MANAGER_PATH,
-            MANAGER,
-            "LoadUnit",
-            &(name,),
-            CALL_TIMEOUT,
-        )?;
-        reply
-            .body()
-            .deserialize()
-            .context("unexpected reply to LoadUnit")
-    }
-
-    /// Every property of a unit (Unit interface plus its type's, e.g. Service), loading it.
-    fn unit_properties_inner(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
-        let path = self
-            .load_unit(name)
-            .with_context(|| format!("reading unit {name}"))?;
-        let ty = name.rsplit_once('.').map_or("", |(_, t)| t);
-        let mut cap = ty.to_string();
-        if let Some(f) = cap.get_mut(0..1) {
-            f.make_ascii_uppercase();
-        }
-        let mut out = HashMap::new();
-        for iface in [UNIT.to_string(), format!("org.freedesktop.systemd1.{cap}")] {
-            if let Some(Some(m)) = self.properties_many(&[path.to_string()], &iface)?.pop() {
-                out.extend(m);
-            }
-        }
-        Ok(out)
-    }
-
-    /// A manager property of type t (timestamps), None when this systemd lacks it.
-    pub fn manager_u64(&mut self, name: &str) -> Option<u64> {
-        let reply = self
-            .call(
-                SYSTEMD,
-                MANAGER_PATH,
-                PROPERTIES,
-                "Get",
-                &(MANAGER, name),
-                CALL_TIMEOUT,
-            )
-            .ok()?;
-        let v: OwnedValue = reply.body().deserialize().ok()?;
-        u64::try_from(v).ok()
-    }
-}
-
-impl ServiceManager for Systemd {
-    fn unit_properties(&mut self, name: &str) -> Result<HashMap<String, PropValue>> {
-        self.unit_properties_inner(name)
-    }
-
-    fn version(&mut self) -> Result<String> {
-        let reply = self
-            .call(
-                SYSTEMD,
-                MANAGER_PATH,
-                PROPERTIES,
-                "Get",
-                &(MANAGER, "Version"),
-                CALL_TIMEOUT,
-            )
-            .context("reading systemd's version")?;
-        let value: OwnedValue = reply
-            .body()
-            .deserialize()
-            .context("reading systemd's version: unexpected reply")?;
-        String::try_from(value).map_err(|e| anyhow!("reading systemd's version: {e}"))
-    }
-
-    fn unit(&mut self, name: &str) -> Result<UnitState> {
-        let ctx = || format!("reading unit {name}");
-        let path = self.load_unit(name).with_context(ctx)?;
-        let mut unit = Props::new(self.get_all(path.as_str(), UNIT).with_context(ctx)?, UNIT);
-        let (load_error_name, load_error_message): (String, String) = unit
-            .get::<Structure<'static>>("LoadError")
-            .and_then(|s| <(String, String)>::try_from(s).map_err(|e| anyhow!("LoadError: {e}")))
-            .with_context(ctx)?;
-        let mut state = UnitState {
-            id: unit.get("Id").with_context(ctx)?,
-            names: unit.get("Names").with_context(ctx)?,
-            load_state: unit.get("LoadState").with_context(ctx)?,
-            load_error: (!load_error_name.is_empty())
-                .then_some((load_error_name, load_error_message)),
-            active_state: unit.get("ActiveState").with_context(ctx)?,
-            sub_state: unit.get("SubState").with_context(ctx)?,
-            fragment_path: unit.get("FragmentPath").with_context(ctx)?,
-            drop_in_paths: unit.get("DropInPaths").with_context(ctx)?,
-            need_daemon_reload: unit.get("NeedDaemonReload").with_context(ctx)?,
-            mount_flags: None,
-            main_pid: 0,
-            result: String::new(),
-        };
-        if state.id.ends_with(".service") {
-            let mut service = Props::new(
-                self.get_all(path.as_str(), SERVICE).with_context(ctx)?,
-                SERVICE,
-            );
-            state.mount_flags = Some(service.get("MountFlags").with_context(ctx)?);
-            state.main_pid = service.get("MainPID").with_context(ctx)?;
-            state.result = service.get("Result").with_context(ctx)?;
-        }
-        Ok(state)
-    }
-
-    fn reload(&mut self) -> Result<()> {
-        // The reply comes after systemd has re-read everything, so what follows sees the new units.
-        self.call(
-            SYSTEMD,
-            MANAGER_PATH,
-            MANAGER,
-            "Reload",
-            &(),
-            RELOAD_TIMEOUT,
+    /// `UnitsLoadTimestamp` moves with every daemon-reload (newer systemd); the boot-time
+    /// `UnitsLoadFinishTimestamp` alone would make every later edit look unloaded, so without
+    /// the former there is no answer.
+    fn units_loaded_at(&mut self) -> Option<u64> {
+        let m = self.manager().ok()?;
+        let at = block_on_until(Instant::now() + CALL_TIMEOUT, m.units_load_timestamp())?.ok()?;
+        let fin = block_on_until(
+            Instant::now() + CALL_TIMEOUT,
+            m.units_load_finish_timestamp(),
         )
-        .context("reloading systemd")?;
-        Ok(())
+        .and_then(|r| r.ok())
+        .unwrap_or(0);
+        Some(at.max(fin))
     }
-
-    fn restart(&mut self, name: &str, timeout: Duration) -> Result<JobOutcome> {
-        self.restart_inner(name, timeout)
-            .with_context(|| format!("restarting {name}"))
-    }
-}
-
-/// Properties of one interface from `GetAll`, taken out by name and type.
-struct Props {
-    map: HashMap<String, OwnedValue>,
-    iface: &'static str,
-}
-
-impl Props {
-    fn new(map: HashMap<String, OwnedValue>, iface: &'static str) -> Self {
-        Props { map, iface }
-    }
-
-    fn get<T>(&mut self, key: &str) -> Result<T>
-    where
-        T: TryFrom<OwnedValue>,
-        T::Error: std::fmt::Display,
-    {
-        let iface = self.iface;
-        let value = self
-            .map
-            .remove(key)
-            .ok_or_else(|| anyhow!("systemd did not report {iface}.{key}"))?;
-        T::try_from(value).map_err(|e| anyhow!("{iface}.{key} has an unexpected type: {e}"))
-    }
-}
-
-fn job_removed_rule() -> Result<MatchRule<'static>> {
-    Ok(MatchRule::builder()
-        .msg_type(MessageType::Signal)
-        .sender(SYSTEMD)?
-        .path(MANAGER_PATH)?
-        .interface(MANAGER)?
-        .member("JobRemoved")?
-        .build())
-}
-
-fn name_owner_changed_rule() -> Result<MatchRule<'static>> {
-    Ok(MatchRule::builder()
-        .msg_type(MessageType::Signal)
-        .sender(DBUS)?
-        .path(DBUS_PATH)?
-        .interface(DBUS)?
-        .member("NameOwnerChanged")?
-        .add_arg(SYSTEMD)?
-        .build())
 }
 
 /// The socket is gone (or the peer hung up): nothing more will arrive on this connection.

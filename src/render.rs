@@ -161,8 +161,17 @@ pub struct FixReport {
     pub rolled_back: bool,
     /// What a live run does after writing (or did).
     pub actions: Vec<String>,
-    /// What is still to do by hand.
+    /// What is still to do: a restart left for later.
     pub pending: Vec<String>,
+    /// What a restart of docker stops, from the Docker Engine API (null when nothing is
+    /// restarted, or offline).
+    pub impact: Option<crate::app::Impact>,
+    /// Commands that help with what is still wrong, e.g. `docker restart NAME...`.
+    pub advice: Vec<String>,
+    /// Namespaces still held in another mount namespace after the fix, with who holds them.
+    pub unreachable: Vec<crate::netns::Entry>,
+    /// Why the run failed (null when it did not).
+    pub error: Option<crate::error::ErrorReport>,
 }
 
 /// The whole result of `revert`.
@@ -182,12 +191,16 @@ pub struct RevertReport {
     pub skipped: Vec<String>,
     /// Notes about the run.
     pub notes: Vec<String>,
-    /// What is still to do by hand.
+    /// What is still to do: a restart left for later.
     pub pending: Vec<String>,
     /// systemd was reloaded.
     pub reloaded: bool,
     /// Units restarted.
     pub restarted: Vec<String>,
+    /// What a restart of docker stops (null when nothing is restarted, or offline).
+    pub impact: Option<crate::app::Impact>,
+    /// Why the run failed (null when it did not).
+    pub error: Option<crate::error::ErrorReport>,
 }
 
 fn unit_summary(u: &UnitReport, style: Style) -> String {
@@ -273,11 +286,16 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
             }
         }
     }
+    if let Some(i) = &r.impact {
+        out.push_str(&format!("{} {}\n", style.warn("restart:"), i.sentence()));
+    }
     if r.rolled_back {
         out.push_str(&format!(
             "{}\n",
             style.bad("rolled back: the previous files are in place again")
         ));
+    } else if r.error.is_some() && !r.changed {
+        out.push_str(&format!("{}\n", style.bad("nothing written")));
     } else if !r.changed {
         out.push_str(&format!("{}\n", style.good("nothing to do")));
     } else if r.dry_run {
@@ -296,6 +314,16 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
     for p in &r.pending {
         out.push_str(&format!("{} {p}\n", style.warn("still to do:")));
     }
+    if !r.unreachable.is_empty() {
+        out.push_str(&format!(
+            "{} {} network namespace(s) are still held in another mount namespace and cannot be entered from the host\n",
+            style.bad("unreachable:"),
+            r.unreachable.len()
+        ));
+    }
+    for a in &r.advice {
+        out.push_str(&format!("{} {a}\n", style.warn("to reach them, run:")));
+    }
     out
 }
 
@@ -311,18 +339,34 @@ pub fn revert_text(r: &RevertReport, style: Style) -> String {
     for n in &r.notes {
         out.push_str(&format!("{} {n}\n", style.dim("note:")));
     }
-    if !r.changed {
+    if let Some(i) = &r.impact {
+        out.push_str(&format!("{} {}\n", style.warn("restart:"), i.sentence()));
+    }
+    if r.error.is_some() && !r.changed {
+        out.push_str(&format!("{}\n", style.bad("nothing changed")));
+    } else if !r.changed {
         out.push_str(&format!("{}\n", style.good("nothing to revert")));
     } else if r.dry_run {
-        out.push_str(&format!(
-            "dry run: nothing changed; {} file(s) would be restored or removed\n",
-            r.files.len()
-        ));
+        if r.files.is_empty() {
+            out.push_str(
+                "dry run: nothing changed; a live run would restart the units named above\n",
+            );
+        } else {
+            out.push_str(&format!(
+                "dry run: nothing changed; {} file(s) would be restored or removed\n",
+                r.files.len()
+            ));
+        }
     } else {
-        out.push_str(&format!("reverted {} file(s)\n", r.files.len()));
+        if !r.files.is_empty() {
+            out.push_str(&format!("reverted {} file(s)\n", r.files.len()));
+        }
+        let mut done = Vec::new();
         if r.reloaded {
-            let mut done = vec!["daemon-reload".to_string()];
-            done.extend(r.restarted.iter().map(|u| format!("restart {u}")));
+            done.push("daemon-reload".to_string());
+        }
+        done.extend(r.restarted.iter().map(|u| format!("restart {u}")));
+        if !done.is_empty() {
             out.push_str(&format!("done: {}\n", done.join(", ")));
         }
     }
@@ -515,8 +559,12 @@ pub struct SetReport {
     pub verify: Vec<crate::settings::Reported>,
     /// A failure put the previous file back.
     pub rolled_back: bool,
-    /// What is left to do.
+    /// What is left to do: a restart left for later.
     pub pending: Vec<String>,
+    /// What a restart stops (null when nothing is restarted, or offline).
+    pub impact: Option<crate::app::Impact>,
+    /// Why the run failed (null when it did not).
+    pub error: Option<crate::error::ErrorReport>,
 }
 
 /// Text for `set` and `unset`.

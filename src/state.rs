@@ -311,6 +311,29 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
     Ok(applied)
 }
 
+/// What revert does with one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevertAction {
+    /// dropfix created it: it goes.
+    Remove,
+    /// dropfix replaced it: the original comes back.
+    Restore,
+    /// Changed since dropfix wrote it: left alone.
+    Skip,
+}
+
+impl RevertAction {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevertAction::Remove => "remove",
+            RevertAction::Restore => "restore",
+            RevertAction::Skip => "skip",
+        }
+    }
+}
+
 /// What revert did for one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reverted {
@@ -318,8 +341,8 @@ pub struct Reverted {
     pub path: String,
     /// Unit it belonged to.
     pub unit: String,
-    /// "remove", "restore" or "skip".
-    pub action: String,
+    /// What revert does with it.
+    pub action: RevertAction,
     /// Why, when skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -378,7 +401,7 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
             out.push(Reverted {
                 path: r.path.clone(),
                 unit: r.unit.clone(),
-                action: "skip".into(),
+                action: RevertAction::Skip,
                 reason: Some("changed since dropfix wrote it; left alone".into()),
                 before: before.clone(),
                 after: before,
@@ -386,7 +409,7 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
             continue;
         }
         let (action, after) = match &r.original {
-            Original::Absent => ("remove", Vec::new()),
+            Original::Absent => (RevertAction::Remove, Vec::new()),
             Original::File { backup, .. } => {
                 let data = match w.current(&format!("{BACKUP_DIR}/{backup}"))? {
                     Current::File { data, .. } => data,
@@ -395,12 +418,13 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
                         r.path
                     ),
                 };
-                ("restore", data)
+                (RevertAction::Restore, data)
             }
-            Original::Symlink { target } => {
-                ("restore", format!("symlink to {target}\n").into_bytes())
-            }
-            Original::Dir { .. } => ("restore", Vec::new()),
+            Original::Symlink { target } => (
+                RevertAction::Restore,
+                format!("symlink to {target}\n").into_bytes(),
+            ),
+            Original::Dir { .. } => (RevertAction::Restore, Vec::new()),
         };
         if !dry_run {
             match &r.original {
@@ -418,7 +442,7 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
         out.push(Reverted {
             path: r.path.clone(),
             unit: r.unit.clone(),
-            action: action.into(),
+            action,
             reason: None,
             before,
             after,
@@ -430,7 +454,7 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
     keep.reverse();
     let skipped: Vec<String> = out
         .iter()
-        .filter(|r| r.action == "skip")
+        .filter(|r| r.action == RevertAction::Skip)
         .map(|r| r.path.clone())
         .collect();
     // Keep records of skipped files: their backups are still the way back.

@@ -2,7 +2,7 @@
 //! namespace, and whether docker's netns files are enterable from PID 1's view).
 
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `NSFS_MAGIC` from linux/magic.h: what an enterable namespace bind mount reports.
 const NSFS_MAGIC: u64 = 0x6e73_6673;
@@ -10,13 +10,30 @@ const NSFS_MAGIC: u64 = 0x6e73_6673;
 /// Where docker and iproute2 keep namespace files (as PID 1 sees them).
 pub const NETNS_DIRS: &[&str] = &["/run/docker/netns", "/run/netns", "/var/run/netns"];
 
+/// What a check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// systemd's loaded MountFlags.
+    MountFlags,
+    /// The main process's mount namespace against PID 1's.
+    MainNamespace,
+    /// A namespace file under docker's netns directory, from PID 1's view.
+    Netns,
+}
+
 /// One check and its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// What the check is about.
+    pub kind: CheckKind,
     /// What was checked.
     pub check: String,
     /// Whether it passed.
     pub ok: bool,
+    /// A failure that a setting the user was warned about explains (not undone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub explained: bool,
     /// What was seen.
     pub evidence: String,
 }
@@ -28,11 +45,21 @@ pub fn mount_ns(proc_root: &Path, pid: u32) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// Whether `pid` shares PID 1's mount namespace; None for no process (0) or unreadable links.
+pub fn in_pid1_mount_ns(proc_root: &Path, pid: u32) -> Option<bool> {
+    if pid == 0 {
+        return None;
+    }
+    Some(mount_ns(proc_root, 1)? == mount_ns(proc_root, pid)?)
+}
+
 /// Is `pid` in PID 1's mount namespace?
 pub fn same_mount_ns_as_pid1(proc_root: &Path, unit: &str, pid: u32) -> Check {
     let check = format!("{unit}: main process shares PID 1's mount namespace");
     if pid == 0 {
         return Check {
+            kind: CheckKind::MainNamespace,
+            explained: false,
             check,
             ok: false,
             evidence: "no main process (MainPID=0)".into(),
@@ -40,11 +67,15 @@ pub fn same_mount_ns_as_pid1(proc_root: &Path, unit: &str, pid: u32) -> Check {
     }
     match (mount_ns(proc_root, 1), mount_ns(proc_root, pid)) {
         (Some(a), Some(b)) => Check {
+            kind: CheckKind::MainNamespace,
+            explained: false,
             check,
             ok: a == b,
             evidence: format!("/proc/1/ns/mnt -> {a}, /proc/{pid}/ns/mnt -> {b}"),
         },
         _ => Check {
+            kind: CheckKind::MainNamespace,
+            explained: false,
             check,
             ok: false,
             evidence: format!("cannot read /proc/1/ns/mnt or /proc/{pid}/ns/mnt (not root?)"),
@@ -57,43 +88,6 @@ pub fn is_nsfs(path: &Path) -> std::io::Result<bool> {
     let st = rustix::fs::statfs(path).map_err(std::io::Error::from)?;
     #[allow(clippy::unnecessary_cast)]
     Ok(st.f_type as u64 == NSFS_MAGIC)
-}
-
-/// Every entry of docker's netns directory, checked from PID 1's view (`/proc/1/root`).
-pub fn netns_entries(proc_root: &Path, dir: &str) -> Vec<Check> {
-    let base: PathBuf = proc_root.join("1/root").join(dir.trim_start_matches('/'));
-    let mut names: Vec<String> = match std::fs::read_dir(&base) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(_) => return Vec::new(),
-    };
-    names.sort();
-    names
-        .into_iter()
-        .map(|n| {
-            let p = base.join(&n);
-            let shown = format!("{dir}/{n}");
-            match is_nsfs(&p) {
-                Ok(true) => Check {
-                    check: format!("{shown} is enterable from the host"),
-                    ok: true,
-                    evidence: "an nsfs mount in PID 1's mount namespace".into(),
-                },
-                Ok(false) => Check {
-                    check: format!("{shown} is enterable from the host"),
-                    ok: false,
-                    evidence: "a plain file in PID 1's mount namespace: its mount lives only in another namespace (setns gives \"Invalid argument\")".into(),
-                },
-                Err(e) => Check {
-                    check: format!("{shown} is enterable from the host"),
-                    ok: false,
-                    evidence: format!("cannot inspect: {e}"),
-                },
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -131,10 +125,5 @@ mod tests {
         let t = tempfile::NamedTempFile::new().unwrap();
         assert!(!is_nsfs(t.path()).unwrap());
         assert!(is_nsfs(Path::new("/proc/self/ns/net")).unwrap());
-    }
-
-    #[test]
-    fn missing_dir_gives_no_checks() {
-        assert!(netns_entries(Path::new("/proc"), "/nonexistent/dropfix").is_empty());
     }
 }

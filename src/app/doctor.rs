@@ -176,12 +176,10 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
     let explicit = !args.units.is_empty();
     let names = units_or_default(&args.units)?;
     let dirs = discover::search_path(root)?;
-    let mut mgr = if ctx.offline {
-        None
-    } else {
-        Some(Systemd::connect().context("could not check")?)
-    };
-    let version = version_for(root, None, mgr.as_mut().map(|m| m as &mut Manager))?;
+    let mut mgr = ctx
+        .manager(false, &mut Vec::new())
+        .context("could not check")?;
+    let version = version_for(root, None, mgr.as_deref_mut())?;
     let mut host = crate::doctor::HostFacts {
         version: version.clone(),
         ..crate::doctor::HostFacts::default()
@@ -196,7 +194,9 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
             None => None,
         };
         let files = file_facts(root, &dirs, name, version.as_ref());
-        let not_there = bus.as_ref().is_some_and(|b| b.load_state == "not-found")
+        let not_there = bus
+            .as_ref()
+            .is_some_and(|b| b.load_state == crate::manager::LoadState::NotFound)
             || (bus.is_none() && matches!(files, Ok(None)));
         if not_there {
             if explicit || name.as_str() == "docker.service" {
@@ -207,7 +207,7 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
         let main_ns = bus
             .as_ref()
             .filter(|b| b.main_pid != 0)
-            .and_then(|b| verify::mount_ns(Path::new("/proc"), b.main_pid));
+            .and_then(|b| verify::mount_ns(&ctx.proc_root, b.main_pid));
         let (files, files_error) = match files {
             Ok(Some(f)) => (Some(f), None),
             Ok(None) => (None, Some("no unit file found".to_string())),
@@ -222,12 +222,9 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
         });
     }
     if let Some(m) = mgr.as_mut() {
-        // UnitsLoadTimestamp (newer systemd) moves with every daemon-reload; the boot-time
-        // UnitsLoadFinishTimestamp alone would make every later edit look unloaded, so without
-        // the former the file times are not compared (NeedDaemonReload and values still are).
-        host.loaded_at_us = m
-            .manager_u64("UnitsLoadTimestamp")
-            .map(|t| t.max(m.manager_u64("UnitsLoadFinishTimestamp").unwrap_or(0)));
+        // Without a load time that moves with every daemon-reload the file times are not
+        // compared (NeedDaemonReload and values still are).
+        host.loaded_at_us = m.units_loaded_at();
         let targets: Vec<String> = facts.iter().map(|f| f.unit.clone()).collect();
         host_proc_facts(&mut host, &targets);
     } else {

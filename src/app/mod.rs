@@ -3,6 +3,10 @@
 //! per command, and the steps they share here.
 
 mod doctor;
+mod execute;
+pub use execute::Impact;
+#[cfg(test)]
+mod fake;
 mod fix;
 mod revert;
 mod scan;
@@ -12,32 +16,105 @@ use crate::apply::Writer;
 use crate::cli::{Cli, Color, Command, FixArgs, Format, RevertArgs, StrategyArg};
 use crate::discover::{self, Missing, SearchDir};
 use crate::effective::MountFlags;
+use crate::error::ErrorReport;
 use crate::lock::Lock;
 use crate::manager::{JobOutcome, ServiceManager, Systemd, UnitState};
 use crate::plan::{self, FileChange, Strategy, UnitPlan};
 use crate::render::{self, FileReport, FixReport, RevertReport, Style, UnitReport, VerifyReport};
 use crate::root::Root;
 use crate::settings::Op;
-use crate::state::{self, Applied};
+use crate::state;
 use crate::unitname::UnitName;
 use crate::verify::{self, Check};
 use crate::version::{self, Version};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The service manager behind the seam: systemd over D-Bus, or a recording fake in tests.
 type Manager = dyn ServiceManager;
 
-/// Exit status: a change is pending (`--check`).
+/// Exit status: a change is pending (`--check`), or doctor found a problem.
 pub const EXIT_PENDING: i32 = 3;
+
+/// Exit status: the fix is in force, but namespaces that live-restore containers still hold in
+/// another mount namespace stay unreachable until those containers are restarted.
+pub const EXIT_UNREACHABLE: i32 = 4;
+
+/// Version of the JSON shape, the `schema` key of every object dropfix prints.
+pub const SCHEMA: u32 = 2;
+
+/// Where the Docker Engine API listens.
+pub const DOCKER_SOCK: &str = "/run/docker.sock";
 
 /// Default units: docker.service always, early-docker.service where it exists (CoreOS 647-1192).
 const DEFAULT_UNITS: &[&str] = &["docker.service", "early-docker.service"];
 
-/// Run a parsed command line; returns the exit status.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Run a parsed command line; returns the exit status. Every outcome is printed: with
+/// `--format json` an error is one JSON object on stdout (and one line on stderr).
+pub fn run(cli: Cli) -> i32 {
+    let format = cli.global.format;
+    let command = command_name(&cli.command);
+    match run_inner(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dropfix: error: {e:#}");
+            if format == Format::Json {
+                let _ = print_json(&ErrorOnly {
+                    command: command.into(),
+                    error: ErrorReport::from_error(&e),
+                });
+            }
+            1
+        }
+    }
+}
+
+/// A run that ended before it had a report: the error alone.
+#[derive(serde::Serialize)]
+struct ErrorOnly {
+    command: String,
+    error: ErrorReport,
+}
+
+/// The subcommand's name, for JSON.
+pub fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Fix(_) => "fix",
+        Command::Revert(_) => "revert",
+        Command::Doctor(_) => "doctor",
+        Command::Scan(_) => "scan",
+        Command::Show(_) => "show",
+        Command::Set(_) => "set",
+        Command::Unset(_) => "unset",
+        Command::Generate(_) => "generate",
+    }
+}
+
+/// Print a usage error (from clap) as JSON when `--format json` was asked for.
+pub fn usage_error_json(args: &[String], message: &str) -> bool {
+    let json = args
+        .windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json");
+    if json {
+        let command = args
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .cloned()
+            .unwrap_or_default();
+        let first = message.lines().next().unwrap_or_default();
+        let _ = print_json(&ErrorOnly {
+            command,
+            error: ErrorReport::message(first.trim_start_matches("error: ").trim()),
+        });
+    }
+    json
+}
+
+fn run_inner(cli: Cli) -> Result<i32> {
     let style = Style {
         color: use_color(cli.global.color),
     };
@@ -49,6 +126,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         format: cli.global.format,
         style,
         proc_root: "/proc".into(),
+        docker_sock: DOCKER_SOCK.into(),
+        tty: std::io::stdin().is_terminal(),
+        ask: Box::new(ask),
+        connect: Box::new(|| Ok(Box::new(Systemd::connect()?) as Box<Manager>)),
     };
     match cli.command {
         Command::Fix(args) => fix::fix(&ctx, &args),
@@ -98,27 +179,79 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Makes the service manager: systemd over the bus, or a fake in tests.
+type Connector = Box<dyn Fn() -> Result<Box<Manager>>>;
+
 struct Ctx {
     root: Root,
     offline: bool,
     format: Format,
     style: Style,
     /// Where /proc is (tests point it at a fake one).
-    proc_root: std::path::PathBuf,
+    proc_root: PathBuf,
+    /// The Docker Engine API's socket.
+    docker_sock: PathBuf,
+    /// A person can be asked (stdin is a terminal).
+    tty: bool,
+    /// Ask a yes/no question on the terminal.
+    ask: Box<dyn Fn(&str) -> Result<bool>>,
+    /// The one place every command gets its service manager from.
+    connect: Connector,
 }
 
 impl Ctx {
+    /// The service manager on a live host (None offline). A preview can go on from the files
+    /// alone when systemd cannot be reached, with a note saying so.
+    fn manager(&self, preview: bool, notes: &mut Vec<String>) -> Result<Option<Box<Manager>>> {
+        if self.offline {
+            return Ok(None);
+        }
+        match (self.connect)() {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if preview => {
+                notes.push(format!("{e:#}; planned from the files alone"));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
     fn out_fix(&self, r: &FixReport) -> Result<()> {
+        say_error(r.error.as_ref());
+        // A text run that failed before doing anything says so in its one error line.
+        if self.format == Format::Text && r.error.is_some() && !r.changed && !r.reloaded {
+            return Ok(());
+        }
         match self.format {
             Format::Json => print_json(r),
             Format::Text => print(&render::fix_text(r, self.style)),
         }
     }
     fn out_revert(&self, r: &RevertReport) -> Result<()> {
+        say_error(r.error.as_ref());
+        if self.format == Format::Text && r.error.is_some() && !r.changed && !r.reloaded {
+            return Ok(());
+        }
         match self.format {
             Format::Json => print_json(r),
             Format::Text => print(&render::revert_text(r, self.style)),
         }
+    }
+    fn out_set(&self, r: &render::SetReport) -> Result<()> {
+        say_error(r.error.as_ref());
+        if self.format == Format::Text && r.error.is_some() && !r.changed && !r.reloaded {
+            return Ok(());
+        }
+        match self.format {
+            Format::Json => print_json(r),
+            Format::Text => print(&render::set_text(r, self.style)),
+        }
+    }
+}
+
+/// A report that carries an error also says it on stderr, in one line.
+fn say_error(e: Option<&ErrorReport>) {
+    if let Some(e) = e {
+        eprintln!("dropfix: error: {}", e.message);
     }
 }
 
@@ -140,8 +273,20 @@ fn print(s: &str) -> Result<()> {
     out.flush().context("writing output")
 }
 
+/// Every JSON object dropfix prints starts with the `schema` key.
+#[derive(serde::Serialize)]
+struct Envelope<'a, T: serde::Serialize> {
+    schema: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    let mut s = serde_json::to_string_pretty(v).context("encoding JSON")?;
+    let mut s = serde_json::to_string_pretty(&Envelope {
+        schema: SCHEMA,
+        body: v,
+    })
+    .context("encoding JSON")?;
     s.push('\n');
     print(&s)
 }
@@ -180,21 +325,6 @@ fn require_root(what: &str) -> Result<()> {
         bail!("{what} needs root (files in /etc/systemd/system, systemd's reload and restart): run it with sudo, or preview with --dry-run");
     }
     Ok(())
-}
-
-/// Connect to systemd on a live host. A preview can go on from the files alone.
-fn connect(ctx: &Ctx, preview: bool, notes: &mut Vec<String>) -> Result<Option<Box<Manager>>> {
-    if ctx.offline {
-        return Ok(None);
-    }
-    match Systemd::connect() {
-        Ok(m) => Ok(Some(Box::new(m))),
-        Err(e) if preview => {
-            notes.push(format!("{e:#}; planned from the files alone"));
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// The systemd version to plan for: the flag, else systemd itself, else the root's files.
@@ -252,106 +382,6 @@ fn ask(question: &str) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
-fn restart_question(units: &[String]) -> String {
-    format!(
-        "Restart {} now? Restarting docker stops its running containers unless live-restore is configured.",
-        units.join(" and ")
-    )
-}
-
-fn is_running(st: &UnitState) -> bool {
-    matches!(
-        st.active_state.as_str(),
-        "active" | "activating" | "reloading"
-    )
-}
-
-/// Put the previous files back, reload, and restart the units already restarted with the new
-/// ones; returns what happened, to be appended to the reason for rolling back.
-fn restore(
-    m: &mut Manager,
-    applied: &Applied,
-    w: &Writer,
-    restarted: &[String],
-    timeout: u64,
-) -> (String, bool) {
-    // Without the system bus systemd cannot reload: undoing the files alone would leave them
-    // disagreeing with what systemd has loaded. Leave everything as it is, and say so.
-    if m.version().is_err() {
-        let state = if restarted.is_empty() {
-            "the override stays written (whether systemd loaded it, the lost reload did not say)"
-                .to_string()
-        } else {
-            format!(
-                "the override stays written and loaded, and systemd finishes the restart of {} by itself",
-                restarted.join(" and ")
-            )
-        };
-        return (
-            format!(
-                "; nothing undone: the system bus is gone, so {state}; check `systemctl status`, then run dropfix again once the bus is back"
-            ),
-            false,
-        );
-    }
-    let mut ok = true;
-    let mut msg = match applied.rollback(w) {
-        Ok(()) => "; restored the previous files".to_string(),
-        Err(e) => {
-            ok = false;
-            format!("; restoring the previous files failed: {e:#}")
-        }
-    };
-    match m.reload() {
-        Ok(()) => msg.push_str(", reloaded systemd"),
-        Err(e) => {
-            ok = false;
-            msg.push_str(&format!(", reload failed: {e:#}"))
-        }
-    }
-    for u in restarted {
-        let back = m.restart(u, Duration::from_secs(timeout));
-        let active = m.unit(u).map(|s| s.active_state).unwrap_or_default();
-        match back {
-            Ok(JobOutcome::Done) if active == "active" => {
-                msg.push_str(&format!(", restarted {u} with them: it is active again"))
-            }
-            Ok(o) => {
-                ok = false;
-                msg.push_str(&format!(
-                    ", restarting {u} with them gave {} (ActiveState={active})",
-                    outcome_str(&o)
-                ))
-            }
-            Err(e) => {
-                ok = false;
-                msg.push_str(&format!(", restarting {u} with them failed: {e:#}"))
-            }
-        }
-    }
-    (msg, ok)
-}
-
-fn outcome_str(o: &JobOutcome) -> String {
-    match o {
-        JobOutcome::Done => "done".into(),
-        JobOutcome::Failed { result } => result.clone(),
-        JobOutcome::TimedOut => "timeout (dropfix stopped waiting)".into(),
-        JobOutcome::Vanished => "lost (the bus connection dropped)".into(),
-    }
-}
-
-/// Write every plan's changes in one all-or-nothing step.
-fn apply_all(root: &Root, plans: &[UnitPlan], extra: &[FileChange]) -> Result<Applied> {
-    let w = Writer::new(root);
-    let changes: Vec<(&str, &FileChange)> = plans
-        .iter()
-        .flat_map(|p| p.changes.iter().map(move |c| (p.unit.as_str(), c)))
-        .chain(extra.iter().map(|c| ("docker.service", c)))
-        .collect();
-    state::apply_changes(&w, &changes).context("writing the override")
-}
-
 fn one_unit(arg: &str) -> Result<UnitName> {
     UnitName::from_user(arg).map_err(anyhow::Error::msg)
 }
@@ -364,12 +394,16 @@ fn discover_one(
 ) -> Result<discover::Discovered> {
     let dirs = discover::search_path(root)?;
     match discover::discover(root, &dirs, name, version.map(|v| v.major))
-        .with_context(|| format!("reading {name}"))?
+        .context(crate::error::Reading(name.to_string()))?
     {
         Ok(d) => Ok(d),
-        Err(Missing::NotFound) => bail!("{name}: unit not found in {}", root_label(root)),
-        Err(Missing::Masked(p)) => {
-            bail!("{name}: unit is masked ({p} is empty or links to /dev/null)")
-        }
+        Err(Missing::NotFound) => Err(crate::error::unit(
+            name.as_str(),
+            format!("unit not found in {}", root_label(root)),
+        )),
+        Err(Missing::Masked(p)) => Err(crate::error::unit(
+            name.as_str(),
+            format!("unit is masked ({p} is empty or links to /dev/null)"),
+        )),
     }
 }

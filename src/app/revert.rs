@@ -1,14 +1,17 @@
 //! `revert`: put back what dropfix replaced, reload, restart with consent.
 
 use super::*;
+use crate::manager::LoadState;
+use crate::rollout::Live;
+use crate::state::{RevertAction, Reverted};
 
+/// `revert`: read, decide, preview, execute, report.
 pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
     let root = &ctx.root;
     let units: Vec<String> = parse_units(&args.units)?
         .iter()
         .map(|u| u.to_string())
         .collect();
-    let w = Writer::new(root);
     if !args.dry_run && !ctx.offline {
         require_root("dropfix revert")?;
     }
@@ -18,105 +21,127 @@ pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
         Some(Lock::acquire(root)?)
     };
     let mut notes = Vec::new();
-    let mut mgr = connect(ctx, args.dry_run, &mut notes)?;
-    // What revert will do, before doing it: consent to restart is asked first, as for fix.
+    let mut mgr = ctx.manager(args.dry_run, &mut notes)?;
+    let w = Writer::new(root);
     let planned = state::revert(&w, &units, true)?;
     // Only unit files and drop-ins call for a restart (not /run/netns or tmpfiles.d).
-    let mut touched: Vec<String> = planned
+    let mut restored: Vec<String> = planned
         .iter()
-        .filter(|r| r.action != "skip" && r.path.starts_with("/etc/systemd/"))
+        .filter(|r| r.action != RevertAction::Skip && r.path.starts_with("/etc/systemd/"))
         .map(|r| r.unit.clone())
         .collect();
-    touched.sort();
-    touched.dedup();
-    let mut running = Vec::new();
-    if let Some(m) = mgr.as_mut() {
-        for u in &touched {
-            if is_running(&m.unit(u)?) {
-                running.push(u.clone());
-            }
-        }
-    }
-    let consent = if args.dry_run || running.is_empty() || args.live.no_restart {
-        false
-    } else if args.live.yes {
-        true
-    } else if std::io::stdin().is_terminal() {
-        if !ask(&restart_question(&running))? {
-            bail!("not confirmed: nothing restored (use --no-restart to restore and reload without restarting)");
-        }
-        true
-    } else {
-        false
+    restored.sort();
+    restored.dedup();
+    let live = match mgr.as_deref_mut() {
+        Some(m) => live_units(ctx, m, &units, &restored)?,
+        None => Vec::new(),
     };
-    let done = if args.dry_run {
-        planned
-    } else {
-        state::revert(&w, &units, false)?
-    };
-    let files: Vec<FileReport> = done
-        .iter()
-        .filter(|r| r.action != "skip")
-        .map(|r| FileReport {
-            path: r.path.clone(),
-            action: r.action.clone(),
-            diff: render::diff(&r.path, &r.before, &r.after),
-        })
-        .collect();
-    let skipped: Vec<String> = done
-        .iter()
-        .filter(|r| r.action == "skip")
-        .map(|r| format!("{}: {}", r.path, r.reason.as_deref().unwrap_or("")))
-        .collect();
+    let rollout = crate::rollout::decide_revert(&units, &restored, !args.dry_run, &live);
     let mut report = RevertReport {
         command: "revert".into(),
         root: root_label(root),
         dry_run: args.dry_run,
-        changed: !files.is_empty(),
-        files,
-        skipped,
+        changed: !file_reports(&planned).is_empty() || !rollout.restart.is_empty(),
+        files: file_reports(&planned),
+        skipped: skipped(&planned),
         notes,
         pending: Vec::new(),
         reloaded: false,
         restarted: Vec::new(),
+        impact: None,
+        error: None,
     };
-    let Some(m) = mgr.as_mut() else {
+    for r in &rollout.restart {
+        if r.why == crate::rollout::Why::Deferred {
+            report.notes.push(format!(
+                "{} still runs without the MountFlags systemd now has loaded: it needs the restart an earlier revert left for later",
+                r.unit
+            ));
+        }
+    }
+    if args.dry_run {
+        report.impact = execute::impact(ctx, &rollout.restart_units());
         ctx.out_revert(&report)?;
         return Ok(0);
+    }
+    let flags = execute::Flags {
+        consent: crate::rollout::consent(args.live.yes, args.live.no_restart, ctx.tty),
+        timeout: Duration::from_secs(args.live.timeout),
+        yes_hint: "with --yes",
+        defer_hint: "with --no-restart",
     };
-    if args.dry_run || !report.changed {
-        ctx.out_revert(&report)?;
-        return Ok(0);
+    let o = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
+    if !o.reverted.is_empty() || o.written {
+        report.files = file_reports(&o.reverted);
+        report.skipped = skipped(&o.reverted);
+    } else if o.error.is_some() {
+        report.files.clear();
     }
-    m.reload()
-        .context("files restored, but daemon-reload failed")?;
-    report.reloaded = true;
-    if !running.is_empty() && !consent {
-        report
-            .pending
-            .push(format!("restart {}", running.join(" ")));
-        ctx.out_revert(&report)?;
-        if args.live.no_restart {
-            return Ok(0);
-        }
-        bail!(
-            "files restored and systemd reloaded, but {} was not restarted: restarting docker stops its containers, so dropfix asks first; there is no terminal to ask on, so run `dropfix revert --yes` (or restart it yourself)",
-            running.join(" and ")
-        );
+    report.changed = !report.files.is_empty() || !o.restarted.is_empty();
+    report.reloaded = o.reloaded;
+    report.restarted = o.restarted.iter().map(|x| x.unit.clone()).collect();
+    report.impact = o.impact.clone();
+    if !o.deferred.is_empty() {
+        report.pending.push(format!(
+            "restart {} so it runs as the restored files say; `dropfix revert --yes` does it",
+            o.deferred.join(" ")
+        ));
     }
-    for u in &running {
-        let o = m.restart(u, Duration::from_secs(args.live.timeout))?;
-        let st = m.unit(u)?;
-        if o != JobOutcome::Done || st.active_state != "active" {
-            ctx.out_revert(&report)?;
-            bail!(
-                "{u}: restart after revert gave {} (ActiveState={})",
-                outcome_str(&o),
-                st.active_state
-            );
-        }
-        report.restarted.push(u.clone());
-    }
+    report.error = o
+        .error
+        .as_ref()
+        .map(|(_, m)| ErrorReport::message(m.clone()));
     ctx.out_revert(&report)?;
-    Ok(0)
+    Ok(o.exit())
+}
+
+/// Live facts about the units a revert may have to restart: the ones it restores, and the
+/// named (or default) ones, which may still wait for a restart an earlier revert deferred.
+fn live_units(
+    ctx: &Ctx,
+    m: &mut Manager,
+    named: &[String],
+    restored: &[String],
+) -> Result<Vec<(String, Live)>> {
+    let mut names: Vec<String> = restored.to_vec();
+    let wanted: Vec<String> = if named.is_empty() {
+        DEFAULT_UNITS.iter().map(|s| s.to_string()).collect()
+    } else {
+        named.to_vec()
+    };
+    for n in wanted {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let state = m
+            .unit(&n)
+            .with_context(|| format!("asking systemd about {n}"))?;
+        if state.load_state != LoadState::Loaded {
+            continue;
+        }
+        let in_pid1_ns = verify::in_pid1_mount_ns(&ctx.proc_root, state.main_pid);
+        out.push((n, Live { state, in_pid1_ns }));
+    }
+    Ok(out)
+}
+
+fn file_reports(done: &[Reverted]) -> Vec<FileReport> {
+    done.iter()
+        .filter(|r| r.action != RevertAction::Skip)
+        .map(|r| FileReport {
+            path: r.path.clone(),
+            action: r.action.as_str().into(),
+            diff: render::diff(&r.path, &r.before, &r.after),
+        })
+        .collect()
+}
+
+fn skipped(done: &[Reverted]) -> Vec<String> {
+    done.iter()
+        .filter(|r| r.action == RevertAction::Skip)
+        .map(|r| format!("{}: {}", r.path, r.reason.as_deref().unwrap_or("")))
+        .collect()
 }

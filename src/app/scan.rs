@@ -84,12 +84,16 @@ pub(super) fn scan(ctx: &Ctx, args: &crate::cli::ScanArgs) -> Result<i32> {
         }
         (rows, scanned, false)
     } else {
-        let mut m = Systemd::connect()?;
-        let version = version_for(root, args.systemd_version, Some(&mut m))?;
+        let mut m = ctx
+            .manager(false, &mut Vec::new())?
+            .ok_or_else(|| anyhow!("no service manager"))?;
+        let version = version_for(root, args.systemd_version, Some(&mut *m))?;
         let units: Vec<_> = m
             .list_units()?
             .into_iter()
-            .filter(|u| u.name.ends_with(".service") && u.load_state == "loaded")
+            .filter(|u| {
+                u.name.ends_with(".service") && u.load_state == crate::manager::LoadState::Loaded
+            })
             .collect();
         let paths: Vec<String> = units.iter().map(|u| u.path.clone()).collect();
         let props = m.properties_many(&paths, "org.freedesktop.systemd1.Service")?;
@@ -98,7 +102,7 @@ pub(super) fn scan(ctx: &Ctx, args: &crate::cli::ScanArgs) -> Result<i32> {
             if let Some(p) = p {
                 if let Some(r) = crate::scan::from_properties(
                     &u.name,
-                    &u.active_state,
+                    u.active_state.as_str(),
                     p,
                     version.as_ref().map(|v| v.major),
                 ) {

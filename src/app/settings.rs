@@ -24,11 +24,7 @@ pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
         }
         wanted.push((sec, key));
     }
-    let mut mgr = if ctx.offline {
-        None
-    } else {
-        Some(Box::new(Systemd::connect()?) as Box<Manager>)
-    };
+    let mut mgr = ctx.manager(false, &mut Vec::new())?;
     let version = version_for(root, None, mgr.as_deref_mut())?;
     let d = discover_one(root, &name, version.as_ref())?;
     let applied = discover::applied(&d.dropins);
@@ -113,11 +109,7 @@ pub(super) fn edit_settings(
     } else {
         Some(Lock::acquire(root)?)
     };
-    let mut mgr = if ctx.offline {
-        None
-    } else {
-        Some(Box::new(Systemd::connect()?) as Box<Manager>)
-    };
+    let mut mgr = ctx.manager(false, &mut Vec::new())?;
     let version = version_for(root, None, mgr.as_deref_mut())?;
     if let Some(v) = version.as_ref().filter(|v| {
         crate::effective::EmptyAssignment::for_version(v.major)
@@ -224,129 +216,87 @@ pub(super) fn edit_settings(
         verify: Vec::new(),
         rolled_back: false,
         pending: Vec::new(),
+        impact: None,
+        error: None,
     };
-    let out = |r: &render::SetReport| match ctx.format {
-        Format::Json => print_json(r),
-        Format::Text => print(&render::set_text(r, ctx.style)),
+    // What systemd runs now, and since when: a unit started before dropfix's drop-in last
+    // changed still waits for a restart.
+    let live = match mgr.as_deref_mut() {
+        Some(m) => {
+            let state = m.unit(&unit)?;
+            let in_pid1_ns = verify::in_pid1_mount_ns(&ctx.proc_root, state.main_pid);
+            Some(crate::rollout::Live { state, in_pid1_ns })
+        }
+        None => None,
     };
-    if preview || changes.is_empty() {
-        out(&report)?;
+    let changed_earlier = existing.and_then(|x| mtime_us(root, &x.path));
+    let expect: Vec<crate::settings::Setting> = after
+        .iter()
+        .filter(|s| {
+            report
+                .settings
+                .iter()
+                .any(|c| c.key == format!("{}.{}", s.section, s.key))
+        })
+        .cloned()
+        .collect();
+    let rollout =
+        crate::rollout::decide_settings(&unit, changes, expect, live.as_ref(), changed_earlier);
+    report.changed = !rollout.is_noop() && (!rollout.writes.is_empty() || restart.restart);
+    if preview || !report.changed {
+        if let Some(r) = rollout.restart.first() {
+            if !restart.restart {
+                report.pending.push(format!(
+                    "restart {} for the change to take effect (dropfix {command} --restart)",
+                    r.unit
+                ));
+            }
+        }
+        if restart.restart {
+            report.impact = execute::impact(ctx, &rollout.restart_units());
+        }
+        ctx.out_set(&report)?;
         return Ok(if check && report.changed {
             EXIT_PENDING
         } else {
             0
         });
     }
-    let Some(mut m) = mgr else {
-        let w = Writer::new(root);
-        let tagged: Vec<(&str, &FileChange)> = changes.iter().map(|c| (unit.as_str(), c)).collect();
-        state::apply_changes(&w, &tagged).context("writing the drop-in")?;
-        out(&report)?;
-        return Ok(0);
+    let flags = execute::Flags {
+        consent: crate::rollout::consent(restart.yes, !restart.restart, ctx.tty),
+        timeout: Duration::from_secs(restart.timeout),
+        yes_hint: "with --yes",
+        defer_hint: "without --restart",
     };
-    let st = m.unit(&unit)?;
-    let running = is_running(&st);
-    let go = if !restart.restart || !running {
-        false
-    } else if restart.yes {
-        true
-    } else if std::io::stdin().is_terminal() {
-        if !ask(&format!("Restart {unit} now so the change takes effect?"))? {
-            bail!("not confirmed: nothing written (leave out --restart to write and reload only)");
-        }
-        true
-    } else {
-        bail!("--restart needs consent: there is no terminal to ask on, so add --yes");
-    };
-    let w = Writer::new(root);
-    let tagged: Vec<(&str, &FileChange)> = changes.iter().map(|c| (unit.as_str(), c)).collect();
-    let applied = state::apply_changes(&w, &tagged).context("writing the drop-in")?;
-    let fail = |m: &mut Manager,
-                report: &mut render::SetReport,
-                restarted: bool,
-                why: String|
-     -> Result<i32> {
-        let mut msg = why;
-        let units = if restarted {
-            vec![unit.clone()]
-        } else {
-            Vec::new()
-        };
-        let (what, ok) = restore(m, &applied, &w, &units, restart.timeout);
-        msg.push_str(&what);
-        report.rolled_back = ok;
-        out(report)?;
-        Err(anyhow!(msg))
-    };
-    if let Err(e) = m.reload() {
-        return fail(
-            &mut *m,
-            &mut report,
-            false,
-            format!("daemon-reload failed: {e:#}"),
-        );
-    }
-    report.reloaded = true;
-    let verify_now = |m: &mut Manager| -> Result<Vec<crate::settings::Reported>> {
-        let props = m.unit_properties(&unit)?;
-        Ok(after
-            .iter()
-            .filter(|s| {
-                report
-                    .settings
-                    .iter()
-                    .any(|c| c.key == format!("{}.{}", s.section, s.key))
-            })
-            .filter_map(|s| crate::settings::compare(s, &props))
-            .collect())
-    };
-    report.verify = match verify_now(&mut *m) {
-        Ok(v) => v,
-        Err(e) => return fail(&mut *m, &mut report, false, format!("{e:#}")),
-    };
-    if let Some(bad) = report.verify.iter().find(|v| v.agrees == Some(false)) {
-        let why = format!(
-            "after daemon-reload systemd reports {}={}, not what the files now say",
-            bad.property, bad.value
-        );
-        return fail(&mut *m, &mut report, false, why);
-    }
-    if go {
-        let outcome = match m.restart(&unit, Duration::from_secs(restart.timeout)) {
-            Ok(o) => o,
-            Err(e) => {
-                return fail(
-                    &mut *m,
-                    &mut report,
-                    true,
-                    format!("restarting {unit} failed: {e:#}"),
-                )
-            }
-        };
-        let st = match m.unit(&unit) {
-            Ok(st) => st,
-            Err(e) => return fail(&mut *m, &mut report, true, format!("{e:#}")),
-        };
-        report.restarted = true;
-        report.job_result = Some(outcome_str(&outcome));
-        if outcome != JobOutcome::Done || st.active_state != "active" {
-            let why = format!(
-                "{unit} did not come back after the restart (job {}, ActiveState={}, Result={})",
-                outcome_str(&outcome),
-                st.active_state,
-                st.result
-            );
-            return fail(&mut *m, &mut report, true, why);
-        }
-        report.verify = match verify_now(&mut *m) {
-            Ok(v) => v,
-            Err(e) => return fail(&mut *m, &mut report, true, format!("{e:#}")),
-        };
-    } else if running {
+    let o = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
+    report.changed = o.written || !o.restarted.is_empty();
+    report.reloaded = o.reloaded;
+    report.restarted = !o.restarted.is_empty();
+    report.job_result = o.restarted.first().map(|x| x.job.describe());
+    report.verify = o.settings.clone();
+    report.rolled_back = o.rolled_back;
+    report.impact = o.impact.clone();
+    if !o.deferred.is_empty() {
         report.pending.push(format!(
-            "restart {unit} for the change to take effect (dropfix {command} --restart)"
+            "restart {} for the change to take effect (dropfix {command} --restart)",
+            o.deferred.join(" ")
         ));
     }
-    out(&report)?;
-    Ok(0)
+    report.error = o
+        .error
+        .as_ref()
+        .map(|(_, m)| ErrorReport::message(m.clone()));
+    ctx.out_set(&report)?;
+    Ok(o.exit())
+}
+
+/// Microseconds since the epoch of a path's modification time, if it exists.
+pub(super) fn mtime_us(root: &Root, path: &str) -> Option<u64> {
+    let m = std::fs::symlink_metadata(root.host_path(path)).ok()?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(t.as_micros()).ok()
 }
