@@ -12,6 +12,7 @@ pub mod apply;
 pub mod cli;
 pub mod directives;
 pub mod discover;
+pub mod docker;
 pub mod doctor;
 pub mod effective;
 pub mod inspect;
