@@ -18,6 +18,7 @@ pub mod effective;
 pub mod inspect;
 pub mod lock;
 pub mod manager;
+pub mod netns;
 pub mod plan;
 pub mod render;
 pub mod root;
