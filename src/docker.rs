@@ -1,5 +1,9 @@
 //! Docker: which containers exist, read-only, from the Engine API on its unix socket, or from
 //! dockerd's state files on disk when the daemon does not answer.
+//!
+//! Only GETs. Connecting is not quite free: where docker.socket is active and docker.service
+//! stopped, systemd starts dockerd on the first connection; a caller that must not start it
+//! checks the unit first.
 
 use serde::Serialize;
 use serde_json::Value;

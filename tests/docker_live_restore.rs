@@ -231,6 +231,32 @@ fn live_restore_containers_are_classified_held() {
     c.docker_rm_all();
 }
 
+/// Why the test above needs [`Setup::dockerd_owns_containerd`]: with Debian's own layout
+/// (containerd.service in PID 1's mount namespace) and `MountFlags=slave`, runc finds an empty
+/// root file system (seen here with live restore on).
+#[test]
+fn with_debians_separate_containerd_docker_run_fails_under_mountflags_slave() {
+    let c = Container::boot(
+        "docker-sep-containerd",
+        &Setup::real_docker().live_restore(),
+    );
+    c.wait_active_state("docker.service", &["active"], UP);
+    assert_eq!(mount_flags(&c), "524288");
+    let image = c.docker_import_busybox();
+    let run = c.sh(&format!("docker run -d --name c1 {image} sleep 3600"));
+    let err = String::from_utf8_lossy(&run.stderr);
+    eprintln!(
+        "docker run with Debian's containerd.service: {}",
+        err.trim()
+    );
+    assert!(!run.status.success());
+    assert!(
+        err.contains("executable file not found"),
+        "runc saw no root file system: {err}"
+    );
+    c.docker_rm_all();
+}
+
 /// Classifies until no entry is held (the old shims exit just after `docker restart` returns).
 fn wait_nothing_held(c: &Container, timeout: Duration) -> Vec<Entry> {
     let t0 = Instant::now();
