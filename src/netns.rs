@@ -72,7 +72,7 @@ pub struct Entry {
 }
 
 /// Whether a path is an nsfs mount (`statfs`), or why it cannot be told.
-pub type Probe<'a> = &'a dyn Fn(&Path) -> io::Result<bool>;
+type Probe<'a> = &'a dyn Fn(&Path) -> io::Result<bool>;
 
 /// The real probe: `statfs` magic of the path.
 pub fn nsfs_probe(path: &Path) -> io::Result<bool> {
