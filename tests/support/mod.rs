@@ -35,6 +35,9 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// dockerd's configuration file.
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
 /// Where the local image's tar sits in the real-docker rootfs (busybox alone; see rootfs.sh).
 pub const BUSYBOX_IMAGE_TAR: &str = "/usr/share/dropfix-test/busybox.tar";
 
@@ -135,6 +138,33 @@ impl Setup {
             docker: true,
             ..Setup::default()
         }
+    }
+
+    /// `/etc/docker/daemon.json` with `{"live-restore": true}`: containers keep running while
+    /// dockerd stops and starts again.
+    pub fn live_restore(self) -> Self {
+        self.etc_file(DAEMON_JSON, "{\"live-restore\": true}\n")
+    }
+
+    /// dockerd starts its own containerd, as its child and so in its mount namespace: the
+    /// layout of the docker packages that shipped `MountFlags=slave`. Debian's unit points
+    /// dockerd at the system containerd instead (`--containerd=...`), which runs in PID 1's
+    /// mount namespace and cannot see the container root file systems a slave-namespace dockerd
+    /// mounts, so `docker run` fails there ("exec: ...: executable file not found"). dockerd
+    /// 20.10 also picks the system containerd whenever its socket answers, so
+    /// containerd.service is masked (an empty unit file in /etc).
+    pub fn dockerd_owns_containerd(mut self) -> Self {
+        const FLAG: &str = " --containerd=/run/containerd/containerd.sock";
+        let unit = self
+            .docker_service
+            .take()
+            .expect("dockerd_owns_containerd needs a docker.service");
+        assert!(
+            unit.contains(FLAG),
+            "no `{FLAG}` in docker.service:\n{unit}"
+        );
+        self.docker_service = Some(unit.replace(FLAG, ""));
+        self.etc_file("/etc/systemd/system/containerd.service", "")
     }
 
     /// Boots this root directory instead of the host's /usr (kept pristine by the harness).
@@ -476,6 +506,42 @@ impl Container {
         let key = key.trim();
         assert!(!key.is_empty(), "{docker_container} has no sandbox");
         self.sh_ok(&format!("realpath -m {key}")).trim().to_string()
+    }
+
+    /// A /proc-like directory of this container as the host sees it, for code that reads a
+    /// `proc_root` (e.g. `dropfix::netns`): `1` links to the container's PID 1 (`/proc/<leader>`,
+    /// so `1/root` is its file system), every other entry to a host process in the container's
+    /// PID namespace, by host PID. A snapshot: processes started later are missing.
+    pub fn proc_view(&self) -> tempfile::TempDir {
+        let view = tempfile::tempdir().expect("temp dir");
+        let pid_ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        let ours = pid_ns(&self.leader.to_string());
+        assert!(ours.is_some(), "cannot read the container's PID namespace");
+        std::os::unix::fs::symlink(format!("/proc/{}", self.leader), view.path().join("1"))
+            .expect("linking 1");
+        for e in fs::read_dir("/proc").expect("/proc").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(pid) = name.parse::<u32>() else {
+                continue;
+            };
+            if pid == self.leader || pid == 1 || pid_ns(&name) != ours {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(e.path(), view.path().join(&name));
+        }
+        view
+    }
+
+    /// Host PID -> PID inside this container (the last `NSpid` of /proc/<pid>/status).
+    pub fn inner_pid(&self, host_pid: u32) -> Option<u32> {
+        fs::read_to_string(format!("/proc/{host_pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     /// Removes every docker container (dockerd's shutdown would wait 10 s for a running one).
