@@ -52,6 +52,10 @@ pub struct Global {
     /// Colour: auto uses it on a terminal unless NO_COLOR is set.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
     pub color: Color,
+    /// JSON reports carry each changed file's whole text before and after (the Ansible module's
+    /// diff mode).
+    #[arg(long, global = true, hide = true)]
+    pub with_contents: bool,
 }
 
 /// Subcommands.

@@ -40,7 +40,7 @@ fn plan_all(
     Ok(plans)
 }
 
-fn unit_report(p: &UnitPlan) -> UnitReport {
+fn unit_report(p: &UnitPlan, with_contents: bool) -> UnitReport {
     UnitReport {
         unit: p.unit.clone(),
         strategy: p.strategy.map_or("none", Strategy::as_str).to_string(),
@@ -54,7 +54,11 @@ fn unit_report(p: &UnitPlan) -> UnitReport {
             .map(|o| format!("{}:{}", o.path, o.line)),
         warnings: p.warnings.clone(),
         notes: p.notes.clone(),
-        files: p.changes.iter().map(file_report).collect(),
+        files: p
+            .changes
+            .iter()
+            .map(|c| file_report(c, with_contents))
+            .collect(),
         active_state: None,
         restarted: false,
         job_result: None,
@@ -278,8 +282,14 @@ fn fix_with(
         dry_run: preview,
         live: live_mode,
         changed: files_change || !actions.is_empty(),
-        units: plans.iter().map(unit_report).collect(),
-        files: netns_changes.iter().map(file_report).collect(),
+        units: plans
+            .iter()
+            .map(|p| unit_report(p, ctx.with_contents))
+            .collect(),
+        files: netns_changes
+            .iter()
+            .map(|c| file_report(c, ctx.with_contents))
+            .collect(),
         notes: global_notes,
         actions,
         pending: Vec::new(),
@@ -671,6 +681,7 @@ mod tests {
             root: Root::new(root).unwrap(),
             offline: false,
             format: Format::Json,
+            with_contents: false,
             style: Style { color: false },
             proc_root: root.join("proc"),
         };

@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         root,
         offline: cli.global.root.is_some(),
         format: cli.global.format,
+        with_contents: cli.global.with_contents,
         style,
         proc_root: "/proc".into(),
     };
@@ -102,6 +103,8 @@ struct Ctx {
     root: Root,
     offline: bool,
     format: Format,
+    /// JSON file reports carry whole texts (`--with-contents`).
+    with_contents: bool,
     style: Style,
     /// Where /proc is (tests point it at a fake one).
     proc_root: std::path::PathBuf,
@@ -224,11 +227,13 @@ fn version_for(
     version::detect(root)
 }
 
-fn file_report(c: &FileChange) -> FileReport {
+fn file_report(c: &FileChange, with_contents: bool) -> FileReport {
     FileReport {
         path: c.path.clone(),
         action: c.action.as_str().into(),
         diff: render::diff(&c.path, &c.old, &c.new),
+        before: with_contents.then(|| String::from_utf8_lossy(&c.old).into_owned()),
+        after: with_contents.then(|| String::from_utf8_lossy(&c.new).into_owned()),
     }
 }
 

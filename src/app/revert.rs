@@ -61,6 +61,12 @@ pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
             path: r.path.clone(),
             action: r.action.clone(),
             diff: render::diff(&r.path, &r.before, &r.after),
+            before: ctx
+                .with_contents
+                .then(|| String::from_utf8_lossy(&r.before).into_owned()),
+            after: ctx
+                .with_contents
+                .then(|| String::from_utf8_lossy(&r.after).into_owned()),
         })
         .collect();
     let skipped: Vec<String> = done
