@@ -105,6 +105,17 @@ pub enum Command {
     /// Write the man pages or shell completions built from these definitions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// Ansible's binary-module protocol: JSON arguments file in, one JSON result on stdout.
+    #[command(hide = true)]
+    AnsibleModule(AnsibleModuleArgs),
+}
+
+/// `dropfix ansible-module` (hidden): what packaging/ansible/library/dropfix execs.
+#[derive(Debug, Args)]
+pub struct AnsibleModuleArgs {
+    /// The arguments file Ansible wrote (a JSON object).
+    #[arg(value_name = "ARGS_FILE")]
+    pub args_file: PathBuf,
 }
 
 /// `dropfix generate` (hidden): text built from the clap definitions, so it is never written

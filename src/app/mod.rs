@@ -93,6 +93,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &args.restart,
             )
         }
+        Command::AnsibleModule(a) => Ok(crate::ansible::run(&a.args_file)),
         Command::Generate(g) => crate::cli::generate(&g.what)
             .context("writing generated text")
             .map(|()| 0),
