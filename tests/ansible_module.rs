@@ -127,6 +127,12 @@ fn check_mode_with_diff_shows_the_real_texts_and_writes_nothing() {
     let (_, real) = module(f.path(), &json!({"root": root_str(&root)}));
     assert_eq!(real["changed"], true, "{real}");
     assert!(real.get("diff").is_none(), "no diff unless asked: {real}");
+    let file = &real["dropfix"]["units"][0]["files"][0];
+    assert!(file["diff"].is_string(), "{real}");
+    assert!(
+        file.get("before").is_none() && file.get("after").is_none(),
+        "whole texts only with --with-contents: {file}"
+    );
     for (entry, path) in diff.iter().zip([COPY, EARLY_COPY]) {
         let header = format!("{}{path}", root.display());
         assert_eq!(entry["before_header"], header.as_str(), "{entry}");
