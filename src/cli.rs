@@ -52,6 +52,10 @@ pub struct Global {
     /// Colour: auto uses it on a terminal unless NO_COLOR is set.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
     pub color: Color,
+    /// JSON reports carry each changed file's whole text before and after (the Ansible module's
+    /// diff mode).
+    #[arg(long, global = true, hide = true)]
+    pub with_contents: bool,
 }
 
 /// Subcommands.
@@ -101,6 +105,17 @@ pub enum Command {
     /// Write the man pages or shell completions built from these definitions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// Ansible's binary-module protocol: JSON arguments file in, one JSON result on stdout.
+    #[command(hide = true)]
+    AnsibleModule(AnsibleModuleArgs),
+}
+
+/// `dropfix ansible-module` (hidden): what packaging/ansible/library/dropfix execs.
+#[derive(Debug, Args)]
+pub struct AnsibleModuleArgs {
+    /// The arguments file Ansible wrote (a JSON object).
+    #[arg(value_name = "ARGS_FILE")]
+    pub args_file: PathBuf,
 }
 
 /// `dropfix generate` (hidden): text built from the clap definitions, so it is never written

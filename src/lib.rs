@@ -7,6 +7,7 @@
 //! JSON) -> [`apply`] (atomic writes) with [`state`] (what to restore on revert).
 #![deny(missing_docs)]
 
+pub mod ansible;
 pub mod app;
 pub mod apply;
 pub mod cli;

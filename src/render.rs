@@ -90,6 +90,14 @@ pub struct FileReport {
     pub action: String,
     /// Unified diff.
     pub diff: String,
+    /// The whole text before (empty when the file did not exist), lossy UTF-8; only with
+    /// `--with-contents`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The whole text after (empty when the file goes away), lossy UTF-8; only with
+    /// `--with-contents`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// One unit in a fix report.

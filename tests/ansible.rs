@@ -276,7 +276,8 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
     // 1. --check --diff: every host would change, shows the override, and nothing changes.
     let p = play(&venv, work, &["--check", "--diff"]);
     assert_recap(&p, &fleet, 1);
-    let header = format!("+++ b{DROPIN}");
+    // Ansible renders the module's before/after texts as a unified diff of its own.
+    let header = format!("+++ after: {DROPIN}");
     assert_eq!(
         p.out.matches(&header).count(),
         HOSTS,
@@ -341,7 +342,8 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
 }
 
 /// The module as Ansible runs it (`sh <module> <args file>`, JSON arguments), on one stand-in
-/// host: `changed` follows file changes and restarts, not dropfix's own `changed`.
+/// host: `changed` follows file changes and restarts, not dropfix's own `changed`; arguments
+/// dropfix does not know fail the task and change nothing.
 #[test]
 fn module_changed_means_files_changed_or_a_restart_happened() {
     const MODULE: &str = "/usr/local/lib/dropfix-test/dropfix";
@@ -373,19 +375,28 @@ fn module_changed_means_files_changed_or_a_restart_happened() {
         v
     };
 
-    // Check mode with diff: would change; the diff is dropfix's; nothing written.
+    // Check mode with diff: would change; the diff is the drop-in's text, before and after;
+    // nothing written.
     let v = run(r#"{"_ansible_check_mode": true, "_ansible_diff": true}"#);
     assert_eq!(v["changed"], true, "{v}");
     assert_eq!(v["dropfix"]["dry_run"], true);
-    let diff = v["diff"][0]["prepared"].as_str().expect("prepared diff");
-    assert!(diff.contains(&format!("+++ b{DROPIN}")), "{diff}");
+    assert_eq!(v["diff"][0]["after_header"], DROPIN, "{v}");
+    assert_eq!(v["diff"][0]["before"], "", "{v}");
+    let after = v["diff"][0]["after"].as_str().expect("after text");
+    assert!(after.contains("\nMountFlags=\n"), "{after}");
     assert!(!c.path(DROPIN).exists());
+    let checked = after.to_string();
 
     // restart: false writes and reloads; the restart stays pending and is not a change.
     let v = run(r#"{"restart": false}"#);
     assert_eq!(v["changed"], true, "files changed: {v}");
     assert_eq!(v["dropfix"]["restarted"], false);
     assert_eq!(starts(), 1);
+    assert_eq!(
+        fs::read_to_string(c.path(DROPIN)).expect("drop-in"),
+        checked,
+        "check mode showed what is written"
+    );
     let v = run(r#"{"restart": "False", "_ansible_check_mode": false}"#);
     assert_eq!(
         v["changed"], false,
@@ -415,4 +426,18 @@ fn module_changed_means_files_changed_or_a_restart_happened() {
     let v = run(r#"{"units": ["nosuch"]}"#);
     assert_eq!(v["failed"], true, "{v}");
     assert!(v["msg"].as_str().unwrap_or("").contains("not found"), "{v}");
+    // Misspelt options fail by name and restart nothing (the shell module once ran these).
+    run(r#"{"restart": false}"#);
+    let starts_now = starts();
+    for args in [
+        r#"{"stat": "reverted"}"#,
+        r#"{"resart": false}"#,
+        r#"{"restart": "maybe"}"#,
+        r#"{"root": "/tmp/a\"b"}"#,
+    ] {
+        let v = run(args);
+        assert_eq!(v["failed"], true, "{args}: {v}");
+        assert!(c.path(DROPIN).exists(), "{args}: reverted");
+    }
+    assert_eq!(starts(), starts_now, "restarted");
 }

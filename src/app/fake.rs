@@ -202,6 +202,7 @@ fn ctx(t: &tempfile::TempDir, fake: &Fake, tty: bool, answer: bool) -> Ctx {
         style: Style { color: false },
         proc_root: t.path().join("proc"),
         docker_sock: t.path().join("no-docker.sock"),
+        with_contents: false,
         tty,
         ask: Box::new(move |_| Ok(answer)),
         connect: Box::new(move || Ok(Box::new(f.clone()) as Box<Manager>)),

@@ -51,7 +51,7 @@ fn plan_all(
     Ok(plans)
 }
 
-fn unit_report(p: &UnitPlan) -> UnitReport {
+fn unit_report(p: &UnitPlan, with_contents: bool) -> UnitReport {
     UnitReport {
         unit: p.unit.clone(),
         strategy: p.strategy.map_or("none", Strategy::as_str).to_string(),
@@ -65,7 +65,11 @@ fn unit_report(p: &UnitPlan) -> UnitReport {
             .map(|o| format!("{}:{}", o.path, o.line)),
         warnings: p.warnings.clone(),
         notes: p.notes.clone(),
-        files: p.changes.iter().map(file_report).collect(),
+        files: p
+            .changes
+            .iter()
+            .map(|c| file_report(c, with_contents))
+            .collect(),
         active_state: None,
         restarted: false,
         job_result: None,
@@ -288,7 +292,11 @@ fn preview_report(
     live_mode: bool,
     notes: Vec<String>,
 ) -> FixReport {
-    let mut units: Vec<UnitReport> = f.plans.iter().map(unit_report).collect();
+    let mut units: Vec<UnitReport> = f
+        .plans
+        .iter()
+        .map(|p| unit_report(p, ctx.with_contents))
+        .collect();
     for (u, (p, l)) in units.iter_mut().zip(f.plans.iter().zip(&f.live)) {
         u.active_state = l.as_ref().map(|l| l.state.active_state.to_string());
         if !p.changes.is_empty() && p.after.mount_flags != MountFlags::Unset {
@@ -329,7 +337,11 @@ fn preview_report(
         live: live_mode,
         changed: !r.is_noop(),
         units,
-        files: f.netns.iter().map(file_report).collect(),
+        files: f
+            .netns
+            .iter()
+            .map(|c| file_report(c, ctx.with_contents))
+            .collect(),
         notes,
         actions,
         pending: Vec::new(),

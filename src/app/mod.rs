@@ -89,6 +89,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Set(_) => "set",
         Command::Unset(_) => "unset",
         Command::Generate(_) => "generate",
+        Command::AnsibleModule(_) => "ansible-module",
     }
 }
 
@@ -124,6 +125,7 @@ fn run_inner(cli: Cli) -> Result<i32> {
         root,
         offline: cli.global.root.is_some(),
         format: cli.global.format,
+        with_contents: cli.global.with_contents,
         style,
         proc_root: "/proc".into(),
         docker_sock: DOCKER_SOCK.into(),
@@ -173,6 +175,7 @@ fn run_inner(cli: Cli) -> Result<i32> {
                 &args.restart,
             )
         }
+        Command::AnsibleModule(a) => Ok(crate::ansible::run(&a.args_file)),
         Command::Generate(g) => crate::cli::generate(&g.what)
             .context("writing generated text")
             .map(|()| 0),
@@ -186,6 +189,8 @@ struct Ctx {
     root: Root,
     offline: bool,
     format: Format,
+    /// JSON file reports carry whole texts (`--with-contents`).
+    with_contents: bool,
     style: Style,
     /// Where /proc is (tests point it at a fake one).
     proc_root: PathBuf,
@@ -354,11 +359,13 @@ fn version_for(
     version::detect(root)
 }
 
-fn file_report(c: &FileChange) -> FileReport {
+fn file_report(c: &FileChange, with_contents: bool) -> FileReport {
     FileReport {
         path: c.path.clone(),
         action: c.action.as_str().into(),
         diff: render::diff(&c.path, &c.old, &c.new),
+        before: with_contents.then(|| String::from_utf8_lossy(&c.old).into_owned()),
+        after: with_contents.then(|| String::from_utf8_lossy(&c.new).into_owned()),
     }
 }
 

@@ -41,8 +41,8 @@ pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
         command: "revert".into(),
         root: root_label(root),
         dry_run: args.dry_run,
-        changed: !file_reports(&planned).is_empty() || !rollout.restart.is_empty(),
-        files: file_reports(&planned),
+        changed: !file_reports(ctx, &planned).is_empty() || !rollout.restart.is_empty(),
+        files: file_reports(ctx, &planned),
         skipped: skipped(&planned),
         notes,
         pending: Vec::new(),
@@ -72,7 +72,7 @@ pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
     };
     let o = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
     if !o.reverted.is_empty() || o.written {
-        report.files = file_reports(&o.reverted);
+        report.files = file_reports(ctx, &o.reverted);
         report.skipped = skipped(&o.reverted);
     } else if o.error.is_some() {
         report.files.clear();
@@ -128,13 +128,19 @@ fn live_units(
     Ok(out)
 }
 
-fn file_reports(done: &[Reverted]) -> Vec<FileReport> {
+fn file_reports(ctx: &Ctx, done: &[Reverted]) -> Vec<FileReport> {
+    let text = |b: &[u8]| {
+        ctx.with_contents
+            .then(|| String::from_utf8_lossy(b).into_owned())
+    };
     done.iter()
         .filter(|r| r.action != RevertAction::Skip)
         .map(|r| FileReport {
             path: r.path.clone(),
             action: r.action.as_str().into(),
             diff: render::diff(&r.path, &r.before, &r.after),
+            before: text(&r.before),
+            after: text(&r.after),
         })
         .collect()
 }

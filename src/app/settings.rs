@@ -208,7 +208,10 @@ pub(super) fn edit_settings(
         unit: unit.clone(),
         dry_run: preview,
         changed: !changes.is_empty(),
-        files: changes.iter().map(file_report).collect(),
+        files: changes
+            .iter()
+            .map(|c| file_report(c, ctx.with_contents))
+            .collect(),
         settings: report_settings,
         reloaded: false,
         restarted: false,
