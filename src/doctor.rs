@@ -21,36 +21,102 @@ pub enum Status {
     Unchecked,
 }
 
+/// What a finding is about: stable identifiers for scripts and monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingId {
+    /// MountFlags as systemd runs it and as the files say.
+    MountFlags,
+    /// Whether systemd has loaded the files on disk.
+    ReloadPending,
+    /// Whether the main process shares PID 1's mount namespace.
+    MountNamespace,
+    /// The main process runs a configuration older than the one loaded: a restart was left.
+    RestartPending,
+    /// Another setting gives the unit a mount namespace of its own.
+    Sandboxing,
+    /// One network-namespace file, from PID 1's view.
+    Netns,
+    /// Docker's mounts held in another service's namespace.
+    LeakedMounts,
+    /// The systemd version's empty-MountFlags rule.
+    SystemdVersion,
+    /// Whether `ip netns` sees docker's namespaces.
+    IpNetns,
+    /// Something could not be checked.
+    Unchecked,
+}
+
+impl FindingId {
+    /// The identifier as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingId::MountFlags => "mount-flags",
+            FindingId::ReloadPending => "reload-pending",
+            FindingId::MountNamespace => "mount-namespace",
+            FindingId::RestartPending => "restart-pending",
+            FindingId::Sandboxing => "sandboxing",
+            FindingId::Netns => "netns",
+            FindingId::LeakedMounts => "leaked-mounts",
+            FindingId::SystemdVersion => "systemd-version",
+            FindingId::IpNetns => "ip-netns",
+            FindingId::Unchecked => "unchecked",
+        }
+    }
+}
+
+impl PartialEq<&str> for FindingId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Stable identifier (`mount-flags`, `mount-namespace`, `netns`, `reload-pending`, ...).
-    pub id: String,
+    /// Stable identifier.
+    pub id: FindingId,
     /// Verdict.
     pub status: Status,
     /// One line for a person.
     pub summary: String,
     /// What was seen.
     pub evidence: Vec<String>,
-    /// What to do about it.
+    /// What to do about it, for a person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The command that helps, to run as it is (null when none does).
+    pub command: Option<String>,
+    /// For `netns` findings: the entry, who holds it in which mount namespace, and its
+    /// container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<crate::netns::Entry>,
 }
 
 fn finding(
-    id: &str,
+    id: FindingId,
     status: Status,
     summary: String,
     evidence: Vec<String>,
     fix: Option<&str>,
 ) -> Finding {
     Finding {
-        id: id.into(),
+        id,
         status,
         summary,
         evidence,
         fix: fix.map(str::to_string),
+        command: None,
+        netns: None,
     }
+}
+
+/// A finding whose fix is a command to run.
+fn with_command(mut f: Finding, command: impl Into<String>) -> Finding {
+    let c = command.into();
+    f.fix.get_or_insert_with(|| c.clone());
+    f.command = Some(c);
+    f
 }
 
 /// What the unit files say about a unit.
@@ -77,17 +143,6 @@ pub struct UnitFacts {
     pub main_ns: Option<String>,
 }
 
-/// A namespace file checked from PID 1's view.
-#[derive(Debug, Clone)]
-pub struct NetnsEntry {
-    /// Path as PID 1 sees it.
-    pub path: String,
-    /// Enterable (nsfs) or not; None when it could not be checked.
-    pub nsfs: Option<bool>,
-    /// Processes in namespaces where this path is a mount point.
-    pub holders: Vec<Process>,
-}
-
 /// Mounts under docker's directories held by a namespace other than PID 1's.
 #[derive(Debug, Clone)]
 pub struct Leak {
@@ -109,8 +164,8 @@ pub struct HostFacts {
     pub pid1_ns: Option<String>,
     /// When systemd last loaded unit files (µs since the epoch).
     pub loaded_at_us: Option<u64>,
-    /// Namespace files under docker's and iproute2's directories.
-    pub netns: Vec<NetnsEntry>,
+    /// Namespace files under docker's and iproute2's directories, classified.
+    pub netns: Vec<crate::netns::Entry>,
     /// Leaked mounts, one per namespace.
     pub leaks: Vec<Leak>,
     /// /run/netns already shows docker's namespaces.
@@ -141,6 +196,8 @@ pub struct Diagnosis {
     pub units: Vec<UnitDiagnosis>,
     /// Host-wide findings.
     pub host: Vec<Finding>,
+    /// The commands that help with the problems found, in order, each once.
+    pub commands: Vec<String>,
 }
 
 fn describe_proc(p: &Process) -> String {
@@ -201,15 +258,22 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
     }
     let effective = bus_flags.or(file_flags);
     match effective {
-        Some(MountFlags::Unset) => f.push(finding("mount-flags", Status::Ok, "MountFlags is unset".into(), ev, None)),
-        Some(v) => f.push(finding(
-            "mount-flags",
-            Status::Problem,
-            format!("MountFlags={} gives {unit} a mount namespace of its own: its mounts never reach the host", v.as_str()),
-            ev,
-            Some("dropfix fix"),
+        Some(MountFlags::Unset) => f.push(finding(FindingId::MountFlags, Status::Ok, "MountFlags is unset".into(), ev, None)),
+        Some(v) => f.push(with_command(
+            finding(
+                FindingId::MountFlags,
+                Status::Problem,
+                format!("MountFlags={} gives {unit} a mount namespace of its own: its mounts never reach the host", v.as_str()),
+                ev,
+                None,
+            ),
+            if unit == "docker.service" {
+                "dropfix fix".to_string()
+            } else {
+                format!("dropfix fix {unit}")
+            },
         )),
-        None => f.push(finding("mount-flags", Status::Unchecked, "MountFlags could not be read".into(), ev, None)),
+        None => f.push(finding(FindingId::MountFlags, Status::Unchecked, "MountFlags could not be read".into(), ev, None)),
     }
 
     // Has systemd loaded what is on disk?
@@ -237,7 +301,7 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
         }
         if ev.is_empty() {
             f.push(finding(
-                "reload-pending",
+                FindingId::ReloadPending,
                 Status::Ok,
                 "systemd has loaded the files on disk".into(),
                 vec![],
@@ -245,7 +309,7 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
             ));
         } else {
             f.push(finding(
-                "reload-pending",
+                FindingId::ReloadPending,
                 Status::Problem,
                 "systemd has not loaded the unit files on disk".into(),
                 ev,
@@ -254,15 +318,17 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
         }
     }
 
-    // Is the running process in PID 1's mount namespace?
+    // Is the running process in PID 1's mount namespace, as the loaded settings say it should?
     if let Some(bus) = &u.bus {
-        let running = matches!(
-            bus.active_state.as_str(),
-            "active" | "activating" | "reloading"
-        );
-        if !running || bus.main_pid == 0 {
+        let namespacing: Vec<String> = u
+            .files
+            .iter()
+            .flat_map(|x| x.effective.namespacing.iter())
+            .map(|n| format!("{}={}", n.key, n.value))
+            .collect();
+        if !bus.is_running() || bus.main_pid == 0 {
             f.push(finding(
-                "mount-namespace",
+                FindingId::MountNamespace,
                 Status::Info,
                 format!("{unit} is not running (ActiveState={})", bus.active_state),
                 vec![],
@@ -270,54 +336,81 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
             ));
         } else {
             match (&host.pid1_ns, &u.main_ns) {
-                (Some(p1), Some(m)) if p1 == m => f.push(finding(
-                    "mount-namespace",
-                    Status::Ok,
-                    format!(
-                        "main process (pid {}) shares PID 1's mount namespace",
-                        bus.main_pid
-                    ),
-                    vec![format!("PID 1: {p1}, pid {}: {m}", bus.main_pid)],
-                    None,
-                )),
-                (Some(p1), Some(m)) => {
-                    let mut why: Vec<String> = Vec::new();
-                    if let Some(v) = effective.filter(|v| *v != MountFlags::Unset) {
-                        why.push(format!("MountFlags={}", v.as_str()));
-                    }
-                    if let Some(files) = &u.files {
-                        why.extend(
-                            files
-                                .effective
-                                .namespacing
-                                .iter()
-                                .map(|n| format!("{}={}", n.key, n.value)),
-                        );
-                    }
-                    if why.is_empty() {
-                        why.push("it was started before the current settings: restart it".into());
-                    }
-                    let fix = if effective.is_some_and(|v| v != MountFlags::Unset)
-                        || why[0].starts_with("it was")
-                    {
-                        Some("dropfix fix")
-                    } else {
-                        Some("remove the settings named above (dropfix set/unset) and restart")
-                    };
+                (Some(p1), Some(m)) if p1 == m => {
                     f.push(finding(
-                        "mount-namespace",
-                        Status::Problem,
+                        FindingId::MountNamespace,
+                        Status::Ok,
                         format!(
-                            "main process (pid {}) runs in its own mount namespace: {}",
-                            bus.main_pid,
-                            why.join(", ")
+                            "main process (pid {}) shares PID 1's mount namespace",
+                            bus.main_pid
                         ),
                         vec![format!("PID 1: {p1}, pid {}: {m}", bus.main_pid)],
-                        fix,
-                    ))
+                        None,
+                    ));
+                    if let Some(v) = bus_flags.filter(|v| *v != MountFlags::Unset) {
+                        f.push(with_command(
+                            finding(
+                                FindingId::RestartPending,
+                                Status::Info,
+                                format!(
+                                    "systemd has MountFlags={} loaded for {unit}, but its main process (pid {}) still runs in PID 1's namespace: it started before that configuration was loaded (a revert whose restart was left for later)",
+                                    v.as_str(),
+                                    bus.main_pid
+                                ),
+                                vec![format!("PID 1: {p1}, pid {}: {m}", bus.main_pid)],
+                                None,
+                            ),
+                            "dropfix revert --yes",
+                        ));
+                    }
+                }
+                (Some(p1), Some(m)) => {
+                    let ev = vec![format!("PID 1: {p1}, pid {}: {m}", bus.main_pid)];
+                    if let Some(v) = effective.filter(|v| *v != MountFlags::Unset) {
+                        f.push(with_command(
+                            finding(
+                                FindingId::MountNamespace,
+                                Status::Problem,
+                                format!(
+                                    "main process (pid {}) runs in its own mount namespace: MountFlags={}",
+                                    bus.main_pid,
+                                    v.as_str()
+                                ),
+                                ev,
+                                None,
+                            ),
+                            "dropfix fix",
+                        ));
+                    } else if !namespacing.is_empty() {
+                        f.push(finding(
+                            FindingId::MountNamespace,
+                            Status::Problem,
+                            format!(
+                                "main process (pid {}) runs in its own mount namespace: {}",
+                                bus.main_pid,
+                                namespacing.join(", ")
+                            ),
+                            ev,
+                            Some("remove the settings named above (dropfix set/unset) and restart"),
+                        ));
+                    } else {
+                        f.push(with_command(
+                            finding(
+                                FindingId::RestartPending,
+                                Status::Problem,
+                                format!(
+                                    "main process (pid {}) runs in its own mount namespace although systemd has MountFlags unset loaded: it started before the fix was loaded, and its restart was left for later",
+                                    bus.main_pid
+                                ),
+                                ev,
+                                None,
+                            ),
+                            "dropfix fix --yes",
+                        ));
+                    }
                 }
                 _ => f.push(finding(
-                    "mount-namespace",
+                    FindingId::MountNamespace,
                     Status::Unchecked,
                     "mount namespaces could not be read (needs root)".into(),
                     vec![],
@@ -331,7 +424,7 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
     if let Some(files) = &u.files {
         for n in &files.effective.namespacing {
             f.push(finding(
-                "sandboxing",
+                FindingId::Sandboxing,
                 Status::Info,
                 format!(
                     "{}={} also gives {unit} a mount namespace of its own",
@@ -350,52 +443,84 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
     }
 }
 
+/// One network-namespace file: enterable, a stale leftover, or held in another mount
+/// namespace, with the command that makes it reachable.
+fn netns_finding(e: &crate::netns::Entry, fixable_ns: &[String]) -> Finding {
+    use crate::netns::Class;
+    let mut f = match e.class {
+        Class::Enterable => finding(
+            FindingId::Netns,
+            Status::Ok,
+            format!("{} can be entered from the host", e.path),
+            vec!["an nsfs mount in PID 1's mount namespace".into()],
+            None,
+        ),
+        Class::Stale => finding(
+            FindingId::Netns,
+            Status::Info,
+            format!(
+                "{} is a stale leftover: no process holds it (a stopped container's sandbox); harmless",
+                e.path
+            ),
+            vec!["a plain file in PID 1's mount namespace, mounted in no other".into()],
+            None,
+        ),
+        Class::Held => {
+            let mut ev = vec![
+                "a plain file in PID 1's mount namespace: `nsenter --net=` / `ip netns exec` fail with \"Invalid argument\"".to_string(),
+            ];
+            for h in &e.holders {
+                ev.push(format!(
+                    "the mount lives in {} of pid {} ({}{})",
+                    h.mount_ns,
+                    h.pid,
+                    h.command,
+                    h.unit.as_deref().map(|u| format!(", {u}")).unwrap_or_default()
+                ));
+            }
+            if e.holder_count > e.holders.len() {
+                ev.push(format!(
+                    "and {} more process(es)",
+                    e.holder_count - e.holders.len()
+                ));
+            }
+            if let Some(c) = &e.container {
+                ev.push(format!("container {} ({})", c.name, c.id));
+            }
+            let summary = format!("{} cannot be entered from the host", e.path);
+            let held_by_stuck_unit = e
+                .holders
+                .iter()
+                .any(|h| fixable_ns.contains(&h.mount_ns));
+            let f = finding(FindingId::Netns, Status::Problem, summary, ev, None);
+            if held_by_stuck_unit {
+                // The service itself still runs in its own namespace: fixing it is what helps.
+                with_command(f, "dropfix fix")
+            } else if let Some(c) = &e.container {
+                // The service is fixed; the container's processes kept the old namespace
+                // (live-restore): restarting the container makes a new, reachable one.
+                with_command(f, format!("docker restart {}", c.name))
+            } else {
+                let mut f = f;
+                f.fix = Some(format!(
+                    "the mount lives only in the namespace of pid {}: restart what holds it, or see `dropfix scan` for the setting that gives it that namespace",
+                    e.holders.first().map_or(0, |h| h.pid)
+                ));
+                f
+            }
+        }
+    };
+    f.netns = Some(e.clone());
+    f
+}
+
 /// Host-wide findings: netns files, leaked mounts, the version trap, ip netns.
-pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
+/// `fixable_ns` are the mount namespaces of the examined units' main processes that MountFlags
+/// gives them: a netns held there is made reachable by `dropfix fix`.
+pub fn diagnose_host(host: &HostFacts, fixable_ns: &[String]) -> Vec<Finding> {
     let mut f = Vec::new();
     for e in &host.netns {
-        match e.nsfs {
-            Some(true) => f.push(finding(
-                "netns",
-                Status::Ok,
-                format!("{} can be entered from the host", e.path),
-                vec!["an nsfs mount in PID 1's mount namespace".into()],
-                None,
-            )),
-            Some(false) => {
-                let mut ev = vec![
-                    "a plain file in PID 1's mount namespace: `nsenter --net=` / `ip netns exec` fail with \"Invalid argument\"".to_string(),
-                ];
-                for h in &e.holders {
-                    ev.push(format!(
-                        "the mount lives in {} of {}",
-                        h.mnt_ns,
-                        describe_proc(h)
-                    ));
-                }
-                if e.holders.is_empty() {
-                    ev.push("no process holds a mount there: a stale file".into());
-                }
-                f.push(finding(
-                    "netns",
-                    Status::Problem,
-                    format!("{} cannot be entered from the host", e.path),
-                    ev,
-                    Some(if e.holders.is_empty() {
-                        "remove the stale file"
-                    } else {
-                        "dropfix fix"
-                    }),
-                ))
-            }
-            None => f.push(finding(
-                "netns",
-                Status::Unchecked,
-                format!("{} could not be checked", e.path),
-                vec![],
-                None,
-            )),
-        }
+        f.push(netns_finding(e, fixable_ns));
     }
     let mut by_unit: Vec<(String, usize, usize, Vec<String>)> = Vec::new();
     for l in &host.leaks {
@@ -419,7 +544,7 @@ pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
     for (unit, n, stale, ev) in by_unit {
         if stale > 0 {
             f.push(finding(
-                "leaked-mounts",
+                FindingId::LeakedMounts,
                 Status::Problem,
                 format!("{unit} holds {stale} of docker's mounts in its own mount namespace that the host no longer has or cannot unmount there (\"device or resource busy\" when docker removes them)"),
                 ev,
@@ -427,7 +552,7 @@ pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
             ));
         } else {
             f.push(finding(
-                "leaked-mounts",
+                FindingId::LeakedMounts,
                 Status::Info,
                 format!("{unit} holds {n} copy(ies) of docker's mounts in its own mount namespace; they follow the host's unmounts"),
                 ev,
@@ -437,21 +562,21 @@ pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
     }
     match &host.version {
         Some(v) if EmptyAssignment::for_version(v.major) == EmptyAssignment::Ignored => f.push(finding(
-            "systemd-version",
+            FindingId::SystemdVersion,
             Status::Info,
             format!("systemd {} ignores an empty MountFlags= in a drop-in: only a full copy of the unit can unset it (dropfix fix chooses that)", v.major),
             vec![format!("version from {}", v.source)],
             None,
         )),
         Some(v) => f.push(finding(
-            "systemd-version",
+            FindingId::SystemdVersion,
             Status::Ok,
             format!("systemd {}: an empty MountFlags= in a drop-in unsets it (dropfix fix writes a drop-in)", v.major),
             vec![format!("version from {}", v.source)],
             None,
         )),
         None => f.push(finding(
-            "systemd-version",
+            FindingId::SystemdVersion,
             Status::Unchecked,
             "systemd's version is unknown: dropfix fix would use a full copy, which works on every version".into(),
             vec![],
@@ -464,7 +589,7 @@ pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
         .any(|e| e.path.starts_with("/run/docker/netns/"));
     if docker_ns && !host.ip_netns_linked {
         f.push(finding(
-            "ip-netns",
+            FindingId::IpNetns,
             Status::Info,
             "`ip netns list` does not show docker's namespaces".into(),
             vec!["/run/netns is not a link to /run/docker/netns".into()],
@@ -473,7 +598,7 @@ pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
     }
     for u in &host.unchecked {
         f.push(finding(
-            "unchecked",
+            FindingId::Unchecked,
             Status::Unchecked,
             u.clone(),
             vec![],
@@ -485,14 +610,50 @@ pub fn diagnose_host(host: &HostFacts) -> Vec<Finding> {
 
 /// Put it together.
 pub fn diagnose(units: &[UnitFacts], host: &HostFacts) -> Diagnosis {
+    let fixable_ns: Vec<String> = units
+        .iter()
+        .filter(|u| {
+            u.bus
+                .as_ref()
+                .and_then(|b| b.mount_flags)
+                .and_then(MountFlags::from_bus)
+                .is_some_and(|f| f != MountFlags::Unset)
+        })
+        .filter_map(|u| u.main_ns.clone())
+        .filter(|ns| host.pid1_ns.as_ref() != Some(ns))
+        .collect();
     let units: Vec<UnitDiagnosis> = units.iter().map(|u| diagnose_unit(u, host)).collect();
-    let host_findings = diagnose_host(host);
+    let host_findings = diagnose_host(host, &fixable_ns);
+    let mut commands: Vec<String> = Vec::new();
+    for f in units
+        .iter()
+        .flat_map(|u| u.findings.iter())
+        .chain(host_findings.iter())
+        .filter(|f| f.status == Status::Problem)
+    {
+        if let Some(c) = &f.command {
+            if !commands.contains(c) {
+                commands.push(c.clone());
+            }
+        }
+    }
+    // Several containers to restart: one command for them all.
+    let names: Vec<String> = commands
+        .iter()
+        .filter_map(|c| c.strip_prefix("docker restart "))
+        .map(str::to_string)
+        .collect();
+    if names.len() > 1 {
+        commands.retain(|c| !c.starts_with("docker restart "));
+        commands.push(format!("docker restart {}", names.join(" ")));
+    }
     Diagnosis {
         command: "doctor".into(),
         healthy: units.iter().all(|u| u.healthy)
             && !host_findings.iter().any(|f| f.status == Status::Problem),
         units,
         host: host_findings,
+        commands,
     }
 }
 
@@ -598,11 +759,19 @@ mod tests {
             mnt_ns: "mnt:[3]".into(),
             unit: Some("leak.service".into()),
         };
+        let holder = |p: &Process| crate::netns::Holder {
+            pid: p.pid,
+            command: p.comm.clone(),
+            mount_ns: p.mnt_ns.clone(),
+            unit: p.unit.clone(),
+        };
         let host = HostFacts {
-            netns: vec![NetnsEntry {
+            netns: vec![crate::netns::Entry {
                 path: "/run/docker/netns/abc".into(),
-                nsfs: Some(false),
-                holders: vec![p],
+                class: crate::netns::Class::Held,
+                holders: vec![holder(&p)],
+                holder_count: 1,
+                container: None,
             }],
             leaks: vec![
                 Leak {
@@ -618,13 +787,16 @@ mod tests {
             ],
             ..HostFacts::default()
         };
-        let f = diagnose_host(&host);
+        // dockerd (mnt:[2]) still runs with MountFlags: fixing it is what helps.
+        let f = diagnose_host(&host, &["mnt:[2]".to_string()]);
         let n = f.iter().find(|x| x.id == "netns").unwrap();
         assert_eq!(n.status, Status::Problem);
+        assert_eq!(n.command.as_deref(), Some("dropfix fix"));
         assert!(n
             .evidence
             .iter()
             .any(|e| e.contains("pid 7 (dockerd, docker.service)")));
+        assert_eq!(n.netns.as_ref().unwrap().holders[0].pid, 7);
         let l: Vec<_> = f.iter().filter(|x| x.id == "leaked-mounts").collect();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].status, Status::Problem);
@@ -635,5 +807,96 @@ mod tests {
             l[0].summary
         );
         assert!(f.iter().any(|x| x.id == "ip-netns"));
+    }
+
+    fn held(path: &str, pid: u32, ns: &str, container: Option<&str>) -> crate::netns::Entry {
+        crate::netns::Entry {
+            path: path.into(),
+            class: crate::netns::Class::Held,
+            holders: vec![crate::netns::Holder {
+                pid,
+                command: "containerd-shim".into(),
+                mount_ns: ns.into(),
+                unit: Some("docker.service".into()),
+            }],
+            holder_count: 1,
+            container: container.map(|n| crate::netns::ContainerRef {
+                id: format!("{n}0123456789abcdef"),
+                name: n.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn live_restore_leftovers_advise_docker_restart_never_dropfix_fix() {
+        // docker.service is fixed (MountFlags unset, in PID 1's namespace); two shims still
+        // hold their containers' namespaces in the old one.
+        let u = UnitFacts {
+            unit: "docker.service".into(),
+            files: Some(FileFacts {
+                effective: eff(MountFlags::Unset),
+                newest_change_us: Some(1),
+            }),
+            files_error: None,
+            bus: Some(bus(0, 42)),
+            main_ns: Some("mnt:[1]".into()),
+        };
+        let host = HostFacts {
+            pid1_ns: Some("mnt:[1]".into()),
+            loaded_at_us: Some(5),
+            netns: vec![
+                held("/run/docker/netns/a", 7, "mnt:[2]", Some("c1")),
+                held("/run/docker/netns/b", 8, "mnt:[2]", Some("c2")),
+                crate::netns::Entry {
+                    path: "/run/docker/netns/old".into(),
+                    class: crate::netns::Class::Stale,
+                    holders: vec![],
+                    holder_count: 0,
+                    container: None,
+                },
+            ],
+            ip_netns_linked: true,
+            ..HostFacts::default()
+        };
+        let d = diagnose(&[u], &host);
+        assert!(!d.healthy);
+        let nets: Vec<&Finding> = d.host.iter().filter(|f| f.id == "netns").collect();
+        assert_eq!(nets[0].command.as_deref(), Some("docker restart c1"));
+        assert_eq!(nets[1].command.as_deref(), Some("docker restart c2"));
+        assert_eq!(
+            nets[2].status,
+            Status::Info,
+            "a stale leftover is no problem"
+        );
+        assert_eq!(d.commands, ["docker restart c1 c2"]);
+        assert!(!d.commands.iter().any(|c| c.starts_with("dropfix")));
+    }
+
+    #[test]
+    fn a_process_older_than_the_loaded_fix_is_a_pending_restart() {
+        let u = UnitFacts {
+            unit: "docker.service".into(),
+            files: Some(FileFacts {
+                effective: eff(MountFlags::Unset),
+                newest_change_us: Some(1),
+            }),
+            files_error: None,
+            bus: Some(bus(0, 42)),
+            main_ns: Some("mnt:[2]".into()),
+        };
+        let host = HostFacts {
+            pid1_ns: Some("mnt:[1]".into()),
+            loaded_at_us: Some(5),
+            ..HostFacts::default()
+        };
+        let d = diagnose(&[u], &host);
+        assert!(!d.healthy);
+        let r = d.units[0]
+            .findings
+            .iter()
+            .find(|f| f.id == "restart-pending")
+            .unwrap();
+        assert_eq!(r.status, Status::Problem);
+        assert_eq!(r.command.as_deref(), Some("dropfix fix --yes"));
     }
 }

@@ -432,6 +432,9 @@ pub fn doctor_text(d: &crate::doctor::Diagnosis, style: Style) -> String {
             "{}\n",
             style.bad(&format!("{problems} problem(s) found"))
         ));
+        for c in &d.commands {
+            out.push_str(&format!("{} {c}\n", style.warn("run:")));
+        }
     }
     out
 }

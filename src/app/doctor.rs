@@ -47,7 +47,12 @@ fn file_facts(
 }
 
 /// Facts about /proc: namespace files, who holds them, leaked mounts.
-fn host_proc_facts(host: &mut crate::doctor::HostFacts, targets: &[String]) {
+fn host_proc_facts(
+    ctx: &Ctx,
+    host: &mut crate::doctor::HostFacts,
+    targets: &[String],
+    targets_up: &[String],
+) {
     let proc = crate::inspect::Proc::new();
     host.pid1_ns = verify::mount_ns(proc.path(), 1);
     if host.pid1_ns.is_none() {
@@ -82,49 +87,18 @@ fn host_proc_facts(host: &mut crate::doctor::HostFacts, targets: &[String]) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    let mut seen = Vec::new();
-    for dir in verify::NETNS_DIRS {
-        let real = proc.path().join("1/root").join(dir.trim_start_matches('/'));
-        let Ok(canon) = std::fs::canonicalize(&real) else {
-            continue;
-        };
-        if seen.contains(&canon) {
-            continue;
+    // Asking a stopped docker's socket would start it (socket activation): read its files then.
+    let docker_up = targets_up.iter().any(|u| u == "docker.service");
+    let containers = if docker_up {
+        crate::docker::lookup(&ctx.docker_sock, ctx.root.host_root())
+    } else {
+        crate::docker::Containers {
+            list: crate::docker::containers_from_disk(ctx.root.host_root()),
+            source: crate::docker::Source::Disk,
+            note: None,
         }
-        seen.push(canon.clone());
-        let Ok(rd) = std::fs::read_dir(&canon) else {
-            continue;
-        };
-        let mut names: Vec<String> = rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for n in names {
-            let shown = format!("{dir}/{n}");
-            let nsfs = verify::is_nsfs(&canon.join(&n)).ok();
-            let holders = if nsfs == Some(false) {
-                ns_mounts
-                    .iter()
-                    .filter(|(_, mounts)| {
-                        mounts.iter().any(|m| {
-                            m.point == shown
-                                || (dir == &"/run/docker/netns"
-                                    && m.point == format!("/var{shown}"))
-                        })
-                    })
-                    .map(|(p, _)| (*p).clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            host.netns.push(crate::doctor::NetnsEntry {
-                path: shown,
-                nsfs,
-                holders,
-            });
-        }
-    }
+    };
+    host.netns = crate::netns::classify_dirs(proc.path(), verify::NETNS_DIRS, &containers.list);
     const DOCKER_DIRS: &[&str] = &["/var/lib/docker", "/run/docker", "/var/run/docker"];
     for (ns, members) in &by_ns {
         if *ns == pid1_ns {
@@ -226,7 +200,12 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
         // compared (NeedDaemonReload and values still are).
         host.loaded_at_us = m.units_loaded_at();
         let targets: Vec<String> = facts.iter().map(|f| f.unit.clone()).collect();
-        host_proc_facts(&mut host, &targets);
+        let up: Vec<String> = facts
+            .iter()
+            .filter(|f| f.bus.as_ref().is_some_and(|b| b.is_running()))
+            .map(|f| f.unit.clone())
+            .collect();
+        host_proc_facts(ctx, &mut host, &targets, &up);
     } else {
         host.unchecked
             .push("offline (--root): process, namespace and netns checks need a live host".into());
