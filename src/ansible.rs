@@ -308,7 +308,21 @@ pub fn result(o: &Options, bin: &Path, args: &[OsString], ran: &Ran) -> (Value, 
             .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string))
             .or_else(|| last_line.map(str::to_string))
             .unwrap_or_else(|| "no message".into());
+        let advice: Vec<&str> = report
+            .as_ref()
+            .and_then(|r| r.get("advice"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         match ran.code {
+            Some(crate::app::EXIT_UNREACHABLE) => format!(
+                "dropfix {sub}: the fix is in force, but network namespaces are still held in another mount namespace and cannot be entered from the host{}",
+                if advice.is_empty() {
+                    String::new()
+                } else {
+                    format!("; run: {}", advice.join("; "))
+                }
+            ),
             Some(c) => format!("dropfix {sub} exited with status {c}: {why}"),
             None => format!("dropfix {sub} was ended by a signal: {why}"),
         }
@@ -796,5 +810,23 @@ mod tests {
         assert_eq!(v["failed"], true);
         let v = outcome("{}", &ran(2, "not json", ""));
         assert_eq!(v["msg"], "dropfix fix exited with status 2: no message");
+    }
+
+    #[test]
+    fn unreachable_namespaces_fail_the_task_with_the_command_that_helps() {
+        let v = outcome(
+            "{}",
+            &ran(
+                4,
+                r#"{"changed": true, "restarted": true, "error": null, "advice": ["docker restart c1 c2"], "units": []}"#,
+                "",
+            ),
+        );
+        assert_eq!(v["failed"], true);
+        assert_eq!(v["changed"], true);
+        assert_eq!(
+            v["msg"],
+            "dropfix fix: the fix is in force, but network namespaces are still held in another mount namespace and cannot be entered from the host; run: docker restart c1 c2"
+        );
     }
 }

@@ -82,9 +82,9 @@ pub enum Target {
         value: MountFlags,
         /// Files that systemd must list as the fragment or among the drop-ins.
         loaded: Vec<String>,
-        /// Other settings keep the service in a mount namespace of its own (warned about):
-        /// a main process outside PID 1's namespace is then expected, not a failure.
-        namespaced: bool,
+        /// Other settings that keep the service in a mount namespace of its own (warned
+        /// about): a main process outside PID 1's namespace is then expected, not a failure.
+        namespacing: Vec<String>,
     },
     /// Settings with these values, as systemd reports them.
     Settings {
@@ -187,8 +187,8 @@ pub struct FixUnit {
     pub changes: Vec<FileChange>,
     /// MountFlags once the plan is in force.
     pub after: MountFlags,
-    /// Other settings keep a namespace of its own.
-    pub namespaced: bool,
+    /// Other settings that keep a namespace of its own (`PrivateTmp`, ...).
+    pub namespacing: Vec<String>,
     /// Live facts (None offline).
     pub live: Option<Live>,
 }
@@ -220,7 +220,7 @@ pub fn decide_fix(units: &[FixUnit], extra: &[FileChange]) -> Rollout {
         let why = if !u.changes.is_empty() {
             Some(Why::FilesChange)
         } else if live.loaded_flags() != Some(MountFlags::Unset)
-            || runs_stale_namespace(live, u.namespaced)
+            || runs_stale_namespace(live, !u.namespacing.is_empty())
         {
             Some(Why::Deferred)
         } else {
@@ -252,7 +252,7 @@ pub fn decide_fix(units: &[FixUnit], extra: &[FileChange]) -> Rollout {
                     .filter(|c| c.action != crate::plan::Action::Remove)
                     .map(|c| c.path.clone())
                     .collect(),
-                namespaced: u.namespaced,
+                namespacing: u.namespacing.clone(),
             })
             .collect(),
         rollback: true,
@@ -392,7 +392,7 @@ mod tests {
             unit: "docker.service".into(),
             changes,
             after: MountFlags::Unset,
-            namespaced: false,
+            namespacing: vec![],
             live,
         }
     }
@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn a_namespacing_setting_explains_its_own_namespace() {
         let mut u = fix_unit(vec![], Some(live("active", 0, Some(false))));
-        u.namespaced = true;
+        u.namespacing = vec!["PrivateTmp".into()];
         assert!(decide_fix(&[u], &[]).is_noop());
     }
 

@@ -268,3 +268,139 @@ fn wait_nothing_held(c: &Container, timeout: Duration) -> Vec<Entry> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `dropfix` run inside the container, stdin from /dev/null unless `stdin` says otherwise.
+fn dropfix(c: &Container, args: &str) -> (i32, String, String) {
+    let out = c.sh(&format!("dropfix {args} </dev/null"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// What dropfix itself says under live-restore: the preview and the prompt count the running
+/// containers and say live-restore is on; after `fix --yes` docker is fixed but both
+/// containers' namespaces are still held, so `verify.ok` is false, the exit status is 4 and
+/// both containers are named with `docker restart c1 c2`; doctor gives that command (never
+/// `dropfix fix`), and once it has run doctor says healthy.
+#[test]
+fn fix_yes_under_live_restore_names_the_held_containers_and_exits_4() {
+    let setup = Setup::real_docker()
+        .live_restore()
+        .dockerd_owns_containerd()
+        .install_binary(support::dropfix_bin(), "/usr/local/bin/dropfix");
+    let c = Container::boot("docker-lr-fix", &setup);
+    c.wait_active_state("docker.service", &["active"], UP);
+    let image = c.docker_import_busybox();
+    for name in NAMES {
+        c.sh_ok(&format!(
+            "docker run -d --name {name} {image} sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'"
+        ));
+    }
+
+    // The preview says what a restart stops.
+    let (code, out, err) = dropfix(&c, "fix --dry-run --format json");
+    assert_eq!(code, 0, "{err}");
+    let j = json(&out);
+    assert_eq!(j["impact"]["running_containers"], 2, "{j}");
+    assert_eq!(j["impact"]["live_restore"], true, "{j}");
+    let (_, text, _) = dropfix(&c, "fix --dry-run");
+    assert!(
+        text.contains("docker runs 2 container(s); live-restore is on"),
+        "{text}"
+    );
+
+    // The prompt, on a pseudo-terminal (script(1) gives dropfix one): it says the same, and
+    // a "n" writes nothing.
+    let before = c.sh_ok("ls -R /etc/systemd/system; ls /var/lib/dropfix 2>&1 || true");
+    let out = c.sh("printf 'n\\n' | script -qec 'dropfix fix' /dev/null");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("Restart docker.service now?"), "{shown}");
+    assert!(
+        shown.contains("Docker runs 2 container(s); live-restore is on"),
+        "{shown}"
+    );
+    assert!(shown.contains("not confirmed: nothing written"), "{shown}");
+    assert_eq!(
+        c.sh_ok("ls -R /etc/systemd/system; ls /var/lib/dropfix 2>&1 || true"),
+        before
+    );
+
+    // fix --yes: docker fixed, containers kept running, their namespaces still held.
+    let (code, out, err) = dropfix(&c, "fix --yes --format json");
+    let j = json(&out);
+    assert_eq!(code, 4, "docker fixed, containers unreachable: {err}\n{j}");
+    assert_eq!(j["restarted"], true);
+    assert_eq!(j["rolled_back"], false);
+    assert!(j["error"].is_null(), "{j}");
+    let v = &j["units"][0]["verify"];
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(mount_flags(&c), "0");
+    let mut held: Vec<String> = j["unreachable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["container"]["name"].as_str().unwrap_or("?").to_string())
+        .collect();
+    held.sort();
+    assert_eq!(held, ["c1", "c2"], "{j}");
+    for e in j["unreachable"].as_array().unwrap() {
+        assert_eq!(e["class"], "held");
+        assert!(e["holders"][0]["pid"].as_u64().unwrap() > 0, "{e}");
+        assert!(e["holders"][0]["mount_ns"]
+            .as_str()
+            .unwrap()
+            .starts_with("mnt:["));
+    }
+    assert_eq!(j["advice"][0], "docker restart c1 c2", "{j}");
+    // The text run says so too.
+    let (code, text, _) = dropfix(&c, "fix --yes");
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("docker restart c1 c2"), "{text}");
+
+    // doctor: the command that helps, never `dropfix fix`.
+    let (code, out, _) = dropfix(&c, "doctor --format json");
+    let d = json(&out);
+    assert_eq!(code, 3, "{d}");
+    assert_eq!(
+        d["commands"],
+        serde_json::json!(["docker restart c1 c2"]),
+        "{d}"
+    );
+    let nets: Vec<&serde_json::Value> = d["host"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "netns" && f["status"] == "problem")
+        .collect();
+    assert_eq!(nets.len(), 2, "{d}");
+    for f in &nets {
+        assert!(f["netns"]["container"]["id"].as_str().unwrap().len() >= 12);
+        assert!(f["netns"]["holders"][0]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd-shim"));
+    }
+
+    c.sh_ok("docker restart c1 c2");
+    for name in NAMES {
+        let key = c.sandbox_key(name);
+        c.host_nsenter_net_ok(&key)
+            .unwrap_or_else(|e| panic!("{name}: {key}: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out, _) = dropfix(&c, "doctor --format json");
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "doctor never healthy: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    c.docker_rm_all();
+}

@@ -219,28 +219,218 @@ fn daemon_that_fails_once_fixed_is_rolled_back_and_active_again() {
     assert!(!c.path("/var/lib/dropfix").exists(), "no state left behind");
 }
 
+/// The tree dropfix may write to inside the container: /etc/systemd and its own state.
+fn etc_and_state(c: &Container) -> Vec<(String, Vec<u8>, u32)> {
+    let mut t = tree(&c.path("/etc/systemd"));
+    t.extend(tree(&c.path("/var/lib/dropfix")));
+    t
+}
+
+fn doctor_ids(c: &Container) -> (i32, Value) {
+    let r = dropfix(c, "doctor --format json");
+    (r.code, r.json())
+}
+
+fn problem_commands(d: &Value) -> Vec<String> {
+    d["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
-fn without_yes_and_without_a_tty_nothing_is_restarted() {
+fn fix_without_consent_writes_nothing_and_a_deferred_restart_is_done_by_the_next_yes() {
     let c = Container::boot("live-consent", &setup());
+    let before = etc_and_state(&c);
+    // No terminal, neither --yes nor --no-restart: refused before anything is written.
     let r = dropfix(&c, "fix");
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
-    assert!(r.stderr.contains("not restarted"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--yes") && r.stderr.contains("--no-restart"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing written"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert_eq!(r.stdout, "", "text mode: the one error line only");
+    assert_eq!(etc_and_state(&c), before, "/etc byte-identical");
     assert_eq!(starts(&c), 1, "no restart without consent");
-    // Files written and reloaded: the restart is all that is pending.
-    assert!(c.path(DROPIN).exists());
-    assert_eq!(mount_flags(&c), "0");
-    assert!(c.host_nsenter_net_ok(NETNS_PATH).is_err());
-    // --no-restart is the explicit way to leave it pending: exit 0.
+    assert_eq!(mount_flags(&c), "524288", "no reload either");
+    // The same in JSON: one object with the error.
+    let r = dropfix(&c, "fix --format json");
+    assert_eq!(r.code, 1);
+    let j = r.json();
+    assert_eq!(j["schema"], 2);
+    assert!(j["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing written"));
+    assert_eq!(j["changed"], false);
+    assert_eq!(etc_and_state(&c), before);
+
+    // --no-restart: written and reloaded, the restart deferred, exit 0, and said.
     let r = dropfix(&c, "fix --no-restart --format json");
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["reloaded"], true);
+    assert_eq!(j["restarted"], false);
+    assert!(
+        j["pending"][0]
+            .as_str()
+            .unwrap()
+            .contains("restart docker.service"),
+        "{j}"
+    );
     assert_eq!(starts(&c), 1);
-    // And --yes finishes the job: the old process still runs in its own namespace.
+    assert_eq!(mount_flags(&c), "0");
+    assert!(c.host_nsenter_net_ok(NETNS_PATH).is_err());
+    // doctor finds the deferred restart from the live host, and names the command that does it.
+    let (code, d) = doctor_ids(&c);
+    assert_eq!(code, 3, "{d}");
+    assert!(
+        problem_commands(&d).contains(&"dropfix fix --yes".to_string()),
+        "{d}"
+    );
+    // A second run without consent still refuses (it would restart), and writes nothing.
+    let written = etc_and_state(&c);
+    let r = dropfix(&c, "fix");
+    assert_eq!(r.code, 1);
+    assert!(
+        !r.stderr.contains("override written"),
+        "no claim of a write: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing written"), "{}", r.stderr);
+    assert_eq!(etc_and_state(&c), written);
+    // --yes finishes the job: no write, no reload, one restart.
     let r = dropfix(&c, "fix --yes --format json");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["restarted"], true);
+    assert_eq!(j["reloaded"], false);
+    assert_eq!(j["units"][0]["files"].as_array().unwrap().len(), 0);
+    assert_eq!(etc_and_state(&c), written);
+    assert_eq!(starts(&c), 2);
+    c.host_nsenter_net_ok(NETNS_PATH).expect("fixed");
+    let (code, d) = doctor_ids(&c);
+    assert_eq!(code, 0, "doctor healthy after the deferred restart: {d}");
+}
+
+#[test]
+fn revert_without_consent_restores_nothing_and_a_deferred_revert_restart_is_not_lost() {
+    let c = Container::boot("live-revert-consent", &setup());
+    let pristine = etc_and_state(&c);
+    assert_eq!(dropfix(&c, "fix --yes").code, 0);
+    assert_eq!(starts(&c), 2);
+    let fixed = etc_and_state(&c);
+    // No terminal, no flag: nothing restored, nothing restarted.
+    let r = dropfix(&c, "revert");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--yes") && r.stderr.contains("--no-restart"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(etc_and_state(&c), fixed);
+    assert_eq!(starts(&c), 2);
+    // --no-restart: files back and reloaded; docker keeps running in PID 1's namespace.
+    let r = dropfix(&c, "revert --no-restart --format json");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["reloaded"], true);
+    assert_eq!(etc_and_state(&c), pristine);
+    assert_eq!(mount_flags(&c), "524288");
+    assert_eq!(starts(&c), 2);
+    let pid = c.main_pid("docker.service");
+    assert!(c.in_pid1_mount_ns(pid));
+    // dropfix's state is gone, but the restart is not lost: revert --yes finds it on the host.
+    let r = dropfix(&c, "revert --yes --format json");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["restarted"][0], "docker.service", "{j}");
+    assert_eq!(starts(&c), 3);
+    let pid = c.main_pid("docker.service");
+    assert!(
+        !c.in_pid1_mount_ns(pid),
+        "the restored MountFlags=slave is in force"
+    );
+    assert_eq!(etc_and_state(&c), pristine);
+    // Nothing left: a third revert does nothing.
+    let r = dropfix(&c, "revert --yes --format json");
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["changed"], false);
+    assert_eq!(starts(&c), 3);
+}
+
+#[test]
+fn set_restart_without_yes_and_without_a_tty_writes_nothing() {
+    let c = Container::boot("live-set-consent", &setup());
+    let before = etc_and_state(&c);
+    let r = dropfix(&c, "set docker Service.LimitNOFILE=4096 --restart");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert_eq!(etc_and_state(&c), before);
+    assert_eq!(starts(&c), 1);
+    // Without --restart: written and reloaded, the restart left for later and said so.
+    let r = dropfix(&c, "set docker Service.LimitNOFILE=4096 --format json");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json()["pending"][0].as_str().unwrap().contains("restart"));
+    assert_eq!(starts(&c), 1);
+    // With --restart --yes: the unit started before the change, so it is restarted now.
+    let r = dropfix(
+        &c,
+        "set docker Service.LimitNOFILE=4096 --restart --yes --format json",
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["restarted"], true);
     assert_eq!(starts(&c), 2);
-    c.host_nsenter_net_ok(NETNS_PATH).expect("fixed");
+    let pid = c.main_pid("docker.service");
+    let limits = c.sh_ok(&format!("cat /proc/{pid}/limits"));
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains("4096")),
+        "{limits}"
+    );
+}
+
+#[test]
+fn every_error_is_one_json_object_with_schema() {
+    let c = Container::boot("live-json-errors", &setup());
+    for args in [
+        "fix nosuch.service --format json",
+        "fix bad/name --format json",
+        "revert 'no such' --format json",
+        "doctor nosuch.service --format json",
+        "show nosuch.service --format json",
+        "set docker Service.NoSuchKey=1 --format json",
+        "fix --format json --no-such-flag",
+        "fix --format json --timeout 0",
+    ] {
+        let r = dropfix(&c, args);
+        assert_ne!(r.code, 0, "{args}");
+        let j: Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{args}: not one JSON object ({e}): {:?}", r.stdout));
+        assert_eq!(j["schema"], 2, "{args}: {j}");
+        let msg = j["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{args}: {j}"));
+        assert!(!msg.is_empty(), "{args}");
+        assert!(
+            r.stderr.starts_with("dropfix: error: ") || r.stderr.starts_with("error: "),
+            "{args}: the error on stderr too: {}",
+            r.stderr
+        );
+    }
+    let j = dropfix(&c, "fix nosuch.service --format json").json();
+    assert_eq!(j["error"]["unit"], "nosuch.service", "{j}");
+    // Successful runs carry schema too, and error null.
+    let j = dropfix(&c, "fix --dry-run --format json").json();
+    assert_eq!(j["schema"], 2);
+    assert!(j["error"].is_null());
+    let j = dropfix(&c, "doctor --format json").json();
+    assert_eq!(j["schema"], 2);
 }
 
 #[test]
@@ -252,9 +442,13 @@ fn private_tmp_is_warned_before_writing_and_verification_reports_it() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("warning: PrivateTmp=yes"), "{}", r.stdout);
     assert!(!c.path(DROPIN).exists());
+    // The fix is in force, but PrivateTmp= keeps the namespace apart: the netns stays
+    // unreachable, and the exit status says so (4), without undoing the fix.
     let r = dropfix(&c, "fix --yes --format json");
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
     let j = r.json();
+    assert_eq!(j["rolled_back"], false);
+    assert_eq!(j["unreachable"][0]["class"], "held", "{j}");
     let u = &j["units"][0];
     assert!(u["warnings"][0]
         .as_str()

@@ -30,8 +30,8 @@ impl Impact {
                 "docker runs {n} container(s); live-restore is off, so restarting docker stops them all"
             ),
             _ => format!(
-                "restarting docker stops its running containers unless live-restore is on ({})",
-                self.note.as_deref().unwrap_or("the Docker Engine API did not answer")
+                "restarting docker stops its running containers unless live-restore is on (the Docker Engine API did not answer: {})",
+                self.note.as_deref().unwrap_or("no reply")
             ),
         }
     }
@@ -51,10 +51,7 @@ pub(super) fn impact(ctx: &Ctx, units: &[String]) -> Option<Impact> {
         Err(e) => Impact {
             running_containers: None,
             live_restore: None,
-            note: Some(format!(
-                "the Docker Engine API at {} did not answer: {e}",
-                ctx.docker_sock.display()
-            )),
+            note: Some(e.to_string()),
         },
     })
 }
@@ -258,6 +255,12 @@ pub(super) fn execute(ctx: &Ctx, mgr: Option<&mut Manager>, r: &Rollout, flags: 
                     return out;
                 }
             };
+            // Restarted (or on its way) before anything else is asked: a rollback must know.
+            out.restarted.push(Restarted {
+                unit: u.clone(),
+                job: outcome.clone(),
+                active: Default::default(),
+            });
             let st = match m.unit(u) {
                 Ok(st) => st,
                 Err(e) => {
@@ -265,11 +268,9 @@ pub(super) fn execute(ctx: &Ctx, mgr: Option<&mut Manager>, r: &Rollout, flags: 
                     return out;
                 }
             };
-            out.restarted.push(Restarted {
-                unit: u.clone(),
-                job: outcome.clone(),
-                active: st.active_state.clone(),
-            });
+            if let Some(r) = out.restarted.last_mut() {
+                r.active = st.active_state.clone();
+            }
             if outcome != JobOutcome::Done || st.active_state != crate::manager::ActiveState::Active
             {
                 let why = format!(
@@ -408,11 +409,11 @@ fn verify_targets(
     for t in &r.targets {
         match t {
             Target::MountFlags {
-                unit, namespaced, ..
+                unit, namespacing, ..
             } => {
                 let st = m.unit(unit)?;
                 let process = !deferred.contains(unit);
-                let (v, h) = verify_mount_flags(ctx, unit, &st, *namespaced, process);
+                let (v, h) = verify_mount_flags(ctx, unit, &st, namespacing, process);
                 held.extend(h);
                 verify.push((unit.clone(), v));
             }
@@ -435,7 +436,7 @@ pub(super) fn verify_mount_flags(
     ctx: &Ctx,
     unit: &str,
     st: &UnitState,
-    namespaced: bool,
+    namespacing: &[String],
     process: bool,
 ) -> (VerifyReport, Vec<netns::Entry>) {
     let mut checks = Vec::new();
@@ -454,10 +455,10 @@ pub(super) fn verify_mount_flags(
     let mut held = Vec::new();
     if st.is_running() && process {
         let mut c = verify::same_mount_ns_as_pid1(&ctx.proc_root, unit, st.main_pid);
-        if !c.ok && namespaced {
+        if !c.ok && !namespacing.is_empty() {
             c.explained = true;
             c.evidence
-                .push_str("; kept apart by the sandboxing settings warned about above");
+                .push_str(&format!("; kept apart by {}", namespacing.join(", ")));
         }
         checks.push(c);
         let containers = crate::docker::lookup(&ctx.docker_sock, ctx.root.host_root());

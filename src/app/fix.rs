@@ -278,7 +278,7 @@ fn fix_units(f: &Facts) -> Vec<FixUnit> {
             unit: p.unit.clone(),
             changes: p.changes.clone(),
             after: p.after.mount_flags,
-            namespaced: !p.after.namespacing.is_empty(),
+            namespacing: p.after.namespacing.iter().map(|n| n.key.clone()).collect(),
             live: l.clone(),
         })
         .collect()
