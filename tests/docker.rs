@@ -108,3 +108,64 @@ fn real_dockerd_sandboxes_cannot_be_entered_with_mountflags_slave_until_fix_yes(
     c.sh_ok(&format!("ip netns exec {id} ip link show eth0"));
     c.docker_rm_all();
 }
+
+/// dockerd's main pid, or 0.
+fn dockerd_pid(c: &Container) -> u32 {
+    c.main_pid("docker.service")
+}
+
+/// Every file under /etc/systemd and /var/lib/dropfix in the container, with its bytes.
+fn etc_state(c: &Container) -> String {
+    c.sh_ok(
+        "find /etc/systemd /var/lib/dropfix -xdev \\( -type f -o -type l \\) 2>/dev/null | sort | \
+         while read f; do echo \"== $f\"; cat \"$f\" 2>/dev/null || readlink \"$f\"; done",
+    )
+}
+
+/// The consent rule against Debian's real dockerd: without a terminal and without a flag,
+/// fix, revert and set --restart write nothing and leave dockerd alone; --no-restart defers
+/// and the next --yes performs the deferred restart, for fix and for revert.
+#[test]
+fn real_dockerd_consent_rule_for_fix_revert_and_set() {
+    let setup = Setup::real_docker().install_binary(dropfix_bin(), "/usr/local/bin/dropfix");
+    let c = Container::boot("docker-consent", &setup);
+    c.wait_active_state("docker.service", &["active"], UP);
+    let pid = dockerd_pid(&c);
+    let pristine = etc_state(&c);
+
+    for cmd in ["fix", "set docker Service.LimitNOFILE=65536 --restart"] {
+        let out = c.sh(&format!("dropfix {cmd} </dev/null"));
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--yes"), "{cmd}: {err}");
+        assert_eq!(etc_state(&c), pristine, "{cmd}: /etc byte-identical");
+        assert_eq!(dockerd_pid(&c), pid, "{cmd}: dockerd not restarted");
+    }
+
+    // fix --no-restart: written and reloaded, dockerd untouched; fix --yes restarts it.
+    c.sh_ok("dropfix fix --no-restart </dev/null");
+    assert_eq!(mount_flags(&c), "0");
+    assert_eq!(dockerd_pid(&c), pid);
+    assert!(!c.in_pid1_mount_ns(pid), "the old dockerd keeps its own namespace");
+    let fixed = etc_state(&c);
+    c.sh_ok("dropfix fix --yes </dev/null");
+    assert_eq!(etc_state(&c), fixed, "nothing more written");
+    let pid = dockerd_pid(&c);
+    assert!(c.in_pid1_mount_ns(pid), "restarted into PID 1's namespace");
+
+    // revert without a flag: nothing restored; --no-restart defers; --yes performs it.
+    let out = c.sh("dropfix revert </dev/null");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(etc_state(&c), fixed);
+    assert_eq!(dockerd_pid(&c), pid);
+    c.sh_ok("dropfix revert --no-restart </dev/null");
+    assert_eq!(etc_state(&c), pristine);
+    assert_eq!(mount_flags(&c), "524288");
+    assert_eq!(dockerd_pid(&c), pid, "restart deferred");
+    let out = c.sh_ok("dropfix revert --yes --format json </dev/null");
+    let j: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(j["restarted"][0], "docker.service", "{j}");
+    let pid = dockerd_pid(&c);
+    assert!(!c.in_pid1_mount_ns(pid), "MountFlags=slave in force again");
+    assert_eq!(etc_state(&c), pristine);
+}
