@@ -146,7 +146,10 @@ fn real_dockerd_consent_rule_for_fix_revert_and_set() {
     c.sh_ok("dropfix fix --no-restart </dev/null");
     assert_eq!(mount_flags(&c), "0");
     assert_eq!(dockerd_pid(&c), pid);
-    assert!(!c.in_pid1_mount_ns(pid), "the old dockerd keeps its own namespace");
+    assert!(
+        !c.in_pid1_mount_ns(pid),
+        "the old dockerd keeps its own namespace"
+    );
     let fixed = etc_state(&c);
     c.sh_ok("dropfix fix --yes </dev/null");
     assert_eq!(etc_state(&c), fixed, "nothing more written");

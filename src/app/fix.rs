@@ -211,7 +211,7 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
 
     // Ask systemd first: what it has loaded decides what exists, is masked, and runs.
     let mut states: Vec<UnitState> = Vec::new();
-    if let Some(m) = mgr.as_deref_mut() {
+    if let Some(m) = mgr {
         let mut keep = Vec::new();
         for u in &units {
             let st = m

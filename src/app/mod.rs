@@ -182,6 +182,9 @@ fn run_inner(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Asks a person a yes/no question (on the terminal, or a scripted answer in tests).
+type Asker = Box<dyn Fn(&str) -> Result<bool>>;
+
 /// Makes the service manager: systemd over the bus, or a fake in tests.
 type Connector = Box<dyn Fn() -> Result<Box<Manager>>>;
 
@@ -199,7 +202,7 @@ struct Ctx {
     /// A person can be asked (stdin is a terminal).
     tty: bool,
     /// Ask a yes/no question on the terminal.
-    ask: Box<dyn Fn(&str) -> Result<bool>>,
+    ask: Asker,
     /// The one place every command gets its service manager from.
     connect: Connector,
 }
