@@ -7,7 +7,6 @@ use crate::state::{RevertAction, Reverted};
 
 /// `revert`: read, decide, preview, execute, report.
 pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
-    let root = &ctx.root;
     let units: Vec<String> = parse_units(&args.units)?
         .iter()
         .map(|u| u.to_string())
@@ -18,47 +17,13 @@ pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(Lock::acquire(root)?)
+        Some(Lock::acquire(&ctx.root)?)
     };
     let mut notes = Vec::new();
     let mut mgr = ctx.manager(args.dry_run, &mut notes)?;
-    let w = Writer::new(root);
-    let planned = state::revert(&w, &units, true)?;
-    // Only unit files and drop-ins call for a restart (not /run/netns or tmpfiles.d).
-    let mut restored: Vec<String> = planned
-        .iter()
-        .filter(|r| r.action != RevertAction::Skip && r.path.starts_with("/etc/systemd/"))
-        .map(|r| r.unit.clone())
-        .collect();
-    restored.sort();
-    restored.dedup();
-    let live = match mgr.as_deref_mut() {
-        Some(m) => live_units(ctx, m, &units, &restored)?,
-        None => Vec::new(),
-    };
+    let (planned, restored, live) = read(ctx, &units, mgr.as_deref_mut())?;
     let rollout = crate::rollout::decide_revert(&units, &restored, !args.dry_run, &live);
-    let mut report = RevertReport {
-        command: "revert".into(),
-        root: root_label(root),
-        dry_run: args.dry_run,
-        changed: !file_reports(ctx, &planned).is_empty() || !rollout.restart.is_empty(),
-        files: file_reports(ctx, &planned),
-        skipped: skipped(&planned),
-        notes,
-        pending: Vec::new(),
-        reloaded: false,
-        restarted: Vec::new(),
-        impact: None,
-        error: None,
-    };
-    for r in &rollout.restart {
-        if r.why == crate::rollout::Why::Deferred {
-            report.notes.push(format!(
-                "{} still runs without the MountFlags systemd now has loaded: it needs the restart an earlier revert left for later",
-                r.unit
-            ));
-        }
-    }
+    let mut report = preview_report(ctx, &planned, &rollout, notes);
     if args.dry_run {
         report.impact = execute::impact(ctx, &rollout.restart_units());
         ctx.out_revert(&report)?;
@@ -71,28 +36,91 @@ pub(super) fn revert(ctx: &Ctx, args: &RevertArgs) -> Result<i32> {
         defer_hint: "with --no-restart",
     };
     let o = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
-    if !o.reverted.is_empty() || o.written {
+    finish(ctx, &mut report, &o);
+    ctx.out_revert(&report)?;
+    Ok(o.exit())
+}
+
+/// What a revert would put back, the units that restores, and the live facts about them.
+type Read = (Vec<Reverted>, Vec<String>, Vec<(String, Live)>);
+
+fn read(ctx: &Ctx, units: &[String], mgr: Option<&mut Manager>) -> Result<Read> {
+    let planned = state::revert(&Writer::new(&ctx.root), units, true)?;
+    // Only unit files and drop-ins call for a restart (not /run/netns or tmpfiles.d).
+    let mut restored: Vec<String> = planned
+        .iter()
+        .filter(|r| r.action != RevertAction::Skip && r.path.starts_with("/etc/systemd/"))
+        .map(|r| r.unit.clone())
+        .collect();
+    restored.sort();
+    restored.dedup();
+    let live = match mgr {
+        Some(m) => live_units(ctx, m, units, &restored)?,
+        None => Vec::new(),
+    };
+    Ok((planned, restored, live))
+}
+
+/// The report before anything is done.
+fn preview_report(
+    ctx: &Ctx,
+    planned: &[Reverted],
+    r: &crate::rollout::Rollout,
+    mut notes: Vec<String>,
+) -> RevertReport {
+    for x in r
+        .restart
+        .iter()
+        .filter(|x| x.why == crate::rollout::Why::Deferred)
+    {
+        notes.push(format!(
+            "{} still runs without the MountFlags systemd now has loaded: it needs the restart an earlier revert left for later",
+            x.unit
+        ));
+    }
+    let files = file_reports(ctx, planned);
+    RevertReport {
+        command: "revert".into(),
+        root: root_label(&ctx.root),
+        dry_run: true,
+        changed: !files.is_empty() || !r.restart.is_empty(),
+        files,
+        skipped: skipped(planned),
+        notes,
+        pending: Vec::new(),
+        reloaded: false,
+        restarted: Vec::new(),
+        impact: None,
+        error: None,
+    }
+}
+
+/// Fill the report from what the executor did.
+fn finish(ctx: &Ctx, report: &mut RevertReport, o: &execute::Outcome) {
+    report.dry_run = false;
+    if o.error.is_none() || o.written {
         report.files = file_reports(ctx, &o.reverted);
         report.skipped = skipped(&o.reverted);
-    } else if o.error.is_some() {
+    } else {
         report.files.clear();
     }
     report.changed = !report.files.is_empty() || !o.restarted.is_empty();
     report.reloaded = o.reloaded;
     report.restarted = o.restarted.iter().map(|x| x.unit.clone()).collect();
     report.impact = o.impact.clone();
-    if !o.deferred.is_empty() {
-        report.pending.push(format!(
-            "restart {} so it runs as the restored files say; `dropfix revert --yes` does it",
-            o.deferred.join(" ")
-        ));
-    }
+    report.pending = o
+        .deferred
+        .iter()
+        .map(|u| {
+            format!(
+                "restart {u} so it runs as the restored files say; `dropfix revert --yes` does it"
+            )
+        })
+        .collect();
     report.error = o
         .error
         .as_ref()
         .map(|(_, m)| ErrorReport::message(m.clone()));
-    ctx.out_revert(&report)?;
-    Ok(o.exit())
 }
 
 /// Live facts about the units a revert may have to restart: the ones it restores, and the

@@ -1,6 +1,7 @@
 //! `show`, `set` and `unset`: any unit setting, with the file and line that decided it.
 
 use super::*;
+use crate::rollout::Rollout;
 
 pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
     let root = &ctx.root;
@@ -87,8 +88,24 @@ pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `set` and `unset`: dropfix's settings drop-in, previewed, written, reloaded, verified, and
-/// with --restart restarted (with consent) and rolled back on failure.
+/// What `set` and `unset` read before they decide.
+struct SettingsFacts {
+    unit: String,
+    /// The change to dropfix's settings drop-in (none, or one file).
+    changes: Vec<FileChange>,
+    /// Each key asked for, before and after.
+    report: Vec<render::SettingChange>,
+    /// The settings as the files will say, for the keys asked for.
+    expect: Vec<crate::settings::Setting>,
+    /// systemd's view of the unit (None offline).
+    live: Option<crate::rollout::Live>,
+    /// When dropfix's settings drop-in last changed (µs since the epoch), if it exists.
+    changed_earlier: Option<u64>,
+}
+
+/// `set` and `unset`: read, decide, preview, execute, report. dropfix's settings drop-in is
+/// written, reloaded and verified; with --restart (and consent) the unit is restarted, and
+/// a failure puts the previous drop-in back.
 pub(super) fn edit_settings(
     ctx: &Ctx,
     command: &str,
@@ -98,7 +115,6 @@ pub(super) fn edit_settings(
     check: bool,
     restart: &crate::cli::RestartArgs,
 ) -> Result<i32> {
-    let root = &ctx.root;
     let preview = dry_run || check;
     if !preview && !ctx.offline {
         require_root(&format!("dropfix {command}"))?;
@@ -107,9 +123,47 @@ pub(super) fn edit_settings(
     let _lock = if preview {
         None
     } else {
-        Some(Lock::acquire(root)?)
+        Some(Lock::acquire(&ctx.root)?)
     };
     let mut mgr = ctx.manager(false, &mut Vec::new())?;
+    let f = read_settings(ctx, command, name, ops, mgr.as_deref_mut())?;
+    let rollout = crate::rollout::decide_settings(
+        &f.unit,
+        f.changes.clone(),
+        f.expect.clone(),
+        f.live.as_ref(),
+        f.changed_earlier,
+    );
+    let mut report = settings_report(ctx, command, &f, &rollout, preview, restart.restart);
+    if preview || !report.changed {
+        ctx.out_set(&report)?;
+        return Ok(if check && report.changed {
+            EXIT_PENDING
+        } else {
+            0
+        });
+    }
+    let flags = execute::Flags {
+        consent: crate::rollout::consent(restart.yes, !restart.restart, ctx.tty),
+        timeout: Duration::from_secs(restart.timeout),
+        yes_hint: "with --yes",
+        defer_hint: "without --restart",
+    };
+    let o = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
+    finish_settings(&mut report, command, &o);
+    ctx.out_set(&report)?;
+    Ok(o.exit())
+}
+
+/// Read the unit and plan the change to dropfix's settings drop-in.
+fn read_settings(
+    ctx: &Ctx,
+    command: &str,
+    name: &UnitName,
+    ops: &[Op],
+    mut mgr: Option<&mut Manager>,
+) -> Result<SettingsFacts> {
+    let root = &ctx.root;
     let version = version_for(root, None, mgr.as_deref_mut())?;
     if let Some(v) = version.as_ref().filter(|v| {
         crate::effective::EmptyAssignment::for_version(v.major)
@@ -182,12 +236,11 @@ pub(super) fn edit_settings(
             .map(|s| s.value.clone())
             .unwrap_or_default()
     };
-    let mut report_settings = Vec::new();
+    let mut report = Vec::new();
     for op in ops {
         let (sec, key) = match op {
             Op::Set { section, key, .. } | Op::Unset { section, key } => (section, key),
         };
-        let a = value_of(&after, sec, key);
         if let Op::Set { value, .. } = op {
             // A later drop-in that sets the key again would make the change silently useless.
             let last = after.iter().find(|s| s.section == *sec && s.key == *key);
@@ -197,22 +250,61 @@ pub(super) fn edit_settings(
                 }
             }
         }
-        report_settings.push(render::SettingChange {
+        report.push(render::SettingChange {
             key: format!("{sec}.{key}"),
             before: value_of(&before, sec, key),
-            after: a,
+            after: value_of(&after, sec, key),
         });
     }
+    let expect: Vec<crate::settings::Setting> = after
+        .into_iter()
+        .filter(|s| {
+            report
+                .iter()
+                .any(|c| c.key == format!("{}.{}", s.section, s.key))
+        })
+        .collect();
+    // What systemd runs now, and since when: a unit started before dropfix's drop-in last
+    // changed still waits for a restart.
+    let live = match mgr {
+        Some(m) => {
+            let state = m.unit(&unit)?;
+            let in_pid1_ns = verify::in_pid1_mount_ns(&ctx.proc_root, state.main_pid);
+            Some(crate::rollout::Live { state, in_pid1_ns })
+        }
+        None => None,
+    };
+    let changed_earlier = existing.and_then(|x| mtime_us(root, &x.path));
+    Ok(SettingsFacts {
+        unit,
+        changes,
+        report,
+        expect,
+        live,
+        changed_earlier,
+    })
+}
+
+/// The report before anything is done.
+fn settings_report(
+    ctx: &Ctx,
+    command: &str,
+    f: &SettingsFacts,
+    r: &Rollout,
+    preview: bool,
+    restart: bool,
+) -> render::SetReport {
     let mut report = render::SetReport {
         command: command.into(),
-        unit: unit.clone(),
+        unit: f.unit.clone(),
         dry_run: preview,
-        changed: !changes.is_empty(),
-        files: changes
+        changed: !r.is_noop() && (!r.writes.is_empty() || restart),
+        files: f
+            .changes
             .iter()
             .map(|c| file_report(c, ctx.with_contents))
             .collect(),
-        settings: report_settings,
+        settings: f.report.clone(),
         reloaded: false,
         restarted: false,
         job_result: None,
@@ -222,56 +314,22 @@ pub(super) fn edit_settings(
         impact: None,
         error: None,
     };
-    // What systemd runs now, and since when: a unit started before dropfix's drop-in last
-    // changed still waits for a restart.
-    let live = match mgr.as_deref_mut() {
-        Some(m) => {
-            let state = m.unit(&unit)?;
-            let in_pid1_ns = verify::in_pid1_mount_ns(&ctx.proc_root, state.main_pid);
-            Some(crate::rollout::Live { state, in_pid1_ns })
-        }
-        None => None,
-    };
-    let changed_earlier = existing.and_then(|x| mtime_us(root, &x.path));
-    let expect: Vec<crate::settings::Setting> = after
-        .iter()
-        .filter(|s| {
-            report
-                .settings
-                .iter()
-                .any(|c| c.key == format!("{}.{}", s.section, s.key))
-        })
-        .cloned()
-        .collect();
-    let rollout =
-        crate::rollout::decide_settings(&unit, changes, expect, live.as_ref(), changed_earlier);
-    report.changed = !rollout.is_noop() && (!rollout.writes.is_empty() || restart.restart);
-    if preview || !report.changed {
-        if let Some(r) = rollout.restart.first() {
-            if !restart.restart {
-                report.pending.push(format!(
-                    "restart {} for the change to take effect (dropfix {command} --restart)",
-                    r.unit
-                ));
-            }
-        }
-        if restart.restart {
-            report.impact = execute::impact(ctx, &rollout.restart_units());
-        }
-        ctx.out_set(&report)?;
-        return Ok(if check && report.changed {
-            EXIT_PENDING
+    if let Some(x) = r.restart.first() {
+        if restart {
+            report.impact = execute::impact(ctx, &r.restart_units());
         } else {
-            0
-        });
+            report.pending.push(format!(
+                "restart {} for the change to take effect (dropfix {command} --restart)",
+                x.unit
+            ));
+        }
     }
-    let flags = execute::Flags {
-        consent: crate::rollout::consent(restart.yes, !restart.restart, ctx.tty),
-        timeout: Duration::from_secs(restart.timeout),
-        yes_hint: "with --yes",
-        defer_hint: "without --restart",
-    };
-    let o = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
+    report
+}
+
+/// Fill the report from what the executor did.
+fn finish_settings(report: &mut render::SetReport, command: &str, o: &execute::Outcome) {
+    report.dry_run = false;
     report.changed = o.written || !o.restarted.is_empty();
     report.reloaded = o.reloaded;
     report.restarted = !o.restarted.is_empty();
@@ -279,18 +337,15 @@ pub(super) fn edit_settings(
     report.verify = o.settings.clone();
     report.rolled_back = o.rolled_back;
     report.impact = o.impact.clone();
-    if !o.deferred.is_empty() {
-        report.pending.push(format!(
-            "restart {} for the change to take effect (dropfix {command} --restart)",
-            o.deferred.join(" ")
-        ));
-    }
+    report.pending = o
+        .deferred
+        .iter()
+        .map(|u| format!("restart {u} for the change to take effect (dropfix {command} --restart)"))
+        .collect();
     report.error = o
         .error
         .as_ref()
         .map(|(_, m)| ErrorReport::message(m.clone()));
-    ctx.out_set(&report)?;
-    Ok(o.exit())
 }
 
 /// Microseconds since the epoch of a path's modification time, if it exists.
