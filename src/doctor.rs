@@ -91,6 +91,9 @@ pub struct Finding {
     /// container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<crate::netns::Entry>,
+    /// The container whose restart `command` is, to restart several in one command.
+    #[serde(skip)]
+    pub restart_container: Option<String>,
 }
 
 fn finding(
@@ -108,6 +111,7 @@ fn finding(
         fix: fix.map(str::to_string),
         command: None,
         netns: None,
+        restart_container: None,
     }
 }
 
@@ -499,7 +503,9 @@ fn netns_finding(e: &crate::netns::Entry, fixable_ns: &[String]) -> Finding {
             } else if let Some(c) = &e.container {
                 // The service is fixed; the container's processes kept the old namespace
                 // (live-restore): restarting the container makes a new, reachable one.
-                with_command(f, format!("docker restart {}", c.name))
+                let mut f = with_command(f, format!("docker restart {}", c.name));
+                f.restart_container = Some(c.name.clone());
+                f
             } else {
                 let mut f = f;
                 f.fix = Some(format!(
@@ -625,27 +631,23 @@ pub fn diagnose(units: &[UnitFacts], host: &HostFacts) -> Diagnosis {
     let units: Vec<UnitDiagnosis> = units.iter().map(|u| diagnose_unit(u, host)).collect();
     let host_findings = diagnose_host(host, &fixable_ns);
     let mut commands: Vec<String> = Vec::new();
+    let mut containers: Vec<String> = Vec::new();
     for f in units
         .iter()
         .flat_map(|u| u.findings.iter())
         .chain(host_findings.iter())
         .filter(|f| f.status == Status::Problem)
     {
-        if let Some(c) = &f.command {
-            if !commands.contains(c) {
-                commands.push(c.clone());
-            }
+        match (&f.restart_container, &f.command) {
+            // Several containers to restart: one command for them all, after the others.
+            (Some(name), _) if !containers.contains(name) => containers.push(name.clone()),
+            (Some(_), _) => {}
+            (None, Some(c)) if !commands.contains(c) => commands.push(c.clone()),
+            (None, _) => {}
         }
     }
-    // Several containers to restart: one command for them all.
-    let names: Vec<String> = commands
-        .iter()
-        .filter_map(|c| c.strip_prefix("docker restart "))
-        .map(str::to_string)
-        .collect();
-    if names.len() > 1 {
-        commands.retain(|c| !c.starts_with("docker restart "));
-        commands.push(format!("docker restart {}", names.join(" ")));
+    if !containers.is_empty() {
+        commands.push(format!("docker restart {}", containers.join(" ")));
     }
     Diagnosis {
         command: "doctor".into(),
