@@ -19,7 +19,9 @@ const EARLY_COPY: &str = "/etc/systemd/system/early-docker.service";
 fn coreos(sub: &str) -> (Fixture, PathBuf) {
     let f = Fixture::new();
     let root = f.path().join(sub);
-    copy_tree(&top().join("examples/coreos-1192"), &root);
+    let files = copy_tree(&top().join("examples/coreos-1192"), &root);
+    // os-release, systemd, docker.service and early-docker.service.
+    assert!(files >= 4, "only {files} files in examples/coreos-1192");
     f.age();
     (f, root)
 }

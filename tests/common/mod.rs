@@ -222,14 +222,22 @@ pub fn host_like() -> Fixture {
     f
 }
 
-/// Files of examples/coreos-1192, the example image root.
+/// Files of examples/coreos-1192, the example image root; at least the four it ships.
 pub fn coreos_example() -> Fixture {
+    let example = top().join("examples/coreos-1192");
     let f = Fixture::new();
-    for (p, n) in snapshot(&top().join("examples/coreos-1192")).0 {
+    let mut files = 0;
+    for (p, n) in snapshot(&example).0 {
         if let Kind::File(data) = n.kind {
             f.file_mode(&p, data, n.mode);
+            files += 1;
         }
     }
+    assert!(
+        files >= 4,
+        "only {files} files in {} (os-release, systemd, docker.service, early-docker.service)",
+        example.display()
+    );
     f
 }
 
