@@ -10,34 +10,18 @@ use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const COPY: &str = "/etc/systemd/system/docker.service";
 const EARLY_COPY: &str = "/etc/systemd/system/early-docker.service";
-
-fn top() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("listing the example") {
-        let e = e.expect("entry");
-        let dest = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).expect("copying the example");
-        }
-    }
-}
 
 /// examples/coreos-1192 (systemd 225: dropfix writes full copies) at `sub` in a fresh temp dir
 /// (`sub` may hold any character); returns the temp dir and the root.
 fn coreos(sub: &str) -> (Fixture, PathBuf) {
     let f = Fixture::new();
     let root = f.path().join(sub);
-    copy_tree(&top().join("examples/coreos-1192"), &root);
+    let files = copy_tree(&top().join("examples/coreos-1192"), &root);
+    // os-release, systemd, docker.service and early-docker.service.
+    assert!(files >= 4, "only {files} files in examples/coreos-1192");
     f.age();
     (f, root)
 }
@@ -46,8 +30,8 @@ fn coreos(sub: &str) -> (Fixture, PathBuf) {
 fn module(dir: &Path, args: &Value) -> (Run, Value) {
     let file = dir.join("args.json");
     fs::write(&file, args.to_string()).expect("writing the args file");
-    let mut cmd = Command::new(BIN);
-    cmd.arg("ansible-module").arg(&file);
+    let mut cmd = dropfix(&["ansible-module"]);
+    cmd.arg(&file);
     result(run_command(cmd, &format!("dropfix ansible-module {args}")))
 }
 
@@ -246,12 +230,12 @@ fn wrapper(dir: &Path, args: &Value) -> (Run, Value) {
     fs::create_dir_all(&bin_dir).expect("mkdir bin");
     let link = bin_dir.join("dropfix");
     if !link.exists() {
-        std::os::unix::fs::symlink(BIN, &link).expect("linking dropfix into PATH");
+        std::os::unix::fs::symlink(dropfix_bin(), &link).expect("linking dropfix into PATH");
     }
     let module = top().join("packaging/ansible/library/dropfix");
     let mode = fs::metadata(&module).expect("module").permissions().mode();
     assert_eq!(mode & 0o111, 0o111, "the module stays executable");
-    let mut cmd = Command::new("sh");
+    let mut cmd = command("sh");
     cmd.arg(&module)
         .arg(&file)
         .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()));
@@ -286,7 +270,7 @@ fn the_packaged_wrapper_runs_dropfix_from_path_and_refuses_typos() {
         return;
     }
     let file = f.path().join("args.json");
-    let mut cmd = Command::new("sh");
+    let mut cmd = command("sh");
     cmd.arg(top().join("packaging/ansible/library/dropfix"))
         .arg(&file)
         .env("PATH", "/usr/bin:/bin");

@@ -984,9 +984,10 @@ fn read_only_root_is_refused_with_one_line_and_nothing_written() {
     let root = f.path().to_str().unwrap().to_string();
     // A read-only bind mount of the root in a private mount namespace (needs root).
     let script = format!(
-        "mount --bind '{root}' '{root}' && mount -o remount,bind,ro '{root}' || exit 99; exec '{BIN}' fix --systemd-version 252 --root '{root}'"
+        "mount --bind '{root}' '{root}' && mount -o remount,bind,ro '{root}' || exit 99; exec '{bin}' fix --systemd-version 252 --root '{root}'",
+        bin = dropfix_bin().display()
     );
-    let mut cmd = std::process::Command::new("unshare");
+    let mut cmd = command("unshare");
     cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]);
     let before = f.snapshot();
     let r = run_command(cmd, &format!("unshare -m sh -c {script:?}"));
@@ -1340,7 +1341,7 @@ fn alias_symlink_given_as_unit_resolves_to_the_real_unit() {
 fn relative_root_path_works_like_an_absolute_one() {
     let f = slave_root();
     let before = f.snapshot();
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = dropfix(&[]);
     cmd.current_dir(f.path()).args([
         "fix",
         "--dry-run",

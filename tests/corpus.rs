@@ -12,8 +12,15 @@ use std::path::{Path, PathBuf};
 
 const VERSIONS: &[&str] = &["231", "252"];
 
+/// Files under units/ as ../shared/corpus/PROVENANCE.md lists them.
+const CORPUS_FILES: usize = 77;
+/// Of those, the drop-ins (`*.conf@<commit>`).
+const CORPUS_DROP_INS: usize = 6;
+/// Of those, the files in plain INI: UTF-8, no continuation lines, no CR.
+const CORPUS_PLAIN: usize = 58;
+
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/units")
+    top().join("../shared/corpus/units")
 }
 
 /// Every regular file under `dir`, recursively, sorted.
@@ -51,8 +58,8 @@ fn all_files() -> Vec<PathBuf> {
     );
     let files = files_under(&dir);
     assert!(
-        files.len() >= 50,
-        "only {} corpus files under {}",
+        files.len() >= CORPUS_FILES,
+        "only {} corpus files under {}, PROVENANCE.md lists {CORPUS_FILES}",
         files.len(),
         dir.display()
     );
@@ -185,7 +192,11 @@ fn every_corpus_drop_in_next_to_a_slave_unit_ends_with_mountflags_unset() {
         .into_iter()
         .filter(|p| real_name(p).ends_with(".conf"))
         .collect();
-    assert!(!drop_ins.is_empty(), "no *.conf in the corpus");
+    assert!(
+        drop_ins.len() >= CORPUS_DROP_INS,
+        "only {} *.conf in the corpus",
+        drop_ins.len()
+    );
     let mut failures = Vec::new();
     let mut outcomes = Vec::new();
     let mut total = 0;
@@ -217,58 +228,51 @@ fn every_corpus_drop_in_next_to_a_slave_unit_ends_with_mountflags_unset() {
 #[test]
 fn parser_agrees_with_rust_ini_on_plain_corpus_files() {
     use std::collections::BTreeMap;
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/units");
-    let mut stack = vec![corpus];
-    let (mut compared, mut problems) = (0, Vec::new());
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
+    let (mut files, mut compared, mut problems) = (0, 0, Vec::new());
+    for p in all_files() {
+        let Ok(text) = String::from_utf8(fs::read(&p).expect("reading a corpus file")) else {
+            continue;
+        };
+        if text.lines().any(|l| l.trim_end().ends_with('\\')) || text.contains('\r') {
+            continue; // continuations and CR endings: systemd's rules, not INI's
+        }
+        files += 1;
+        let ours = dropfix::syntax::parse(text.as_bytes())
+            .unwrap_or_else(|(_, e)| panic!("{}: {e}", p.display()));
+        let opt = ini::ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            enabled_indented_mutiline_value: false,
+            enabled_preserve_key_leading_whitespace: false,
+        };
+        let theirs = match ini::Ini::load_from_str_opt(&text, opt) {
+            Ok(i) => i,
+            Err(e) => {
+                problems.push(format!("{}: rust-ini: {e}", p.display()));
                 continue;
             }
-            let Ok(text) = String::from_utf8(std::fs::read(&p).unwrap()) else {
-                continue;
-            };
-            if text.lines().any(|l| l.trim_end().ends_with('\\')) || text.contains('\r') {
-                continue; // continuations and CR endings: systemd's rules, not INI's
+        };
+        let mut mine: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for a in &ours.assignments {
+            mine.entry((a.section.clone(), a.key.clone()))
+                .or_default()
+                .push(a.value.clone());
+        }
+        for ((sec, key), values) in &mine {
+            let other: Vec<String> = theirs
+                .section_all(Some(sec.as_str()))
+                .flat_map(|props| props.get_all(key).map(str::to_string).collect::<Vec<_>>())
+                .collect();
+            if &other != values {
+                problems.push(format!(
+                    "{}: [{sec}] {key}: dropfix {values:?}, rust-ini {other:?}",
+                    p.display()
+                ));
             }
-            let ours = dropfix::syntax::parse(text.as_bytes())
-                .unwrap_or_else(|(_, e)| panic!("{}: {e}", p.display()));
-            let opt = ini::ParseOption {
-                enabled_quote: false,
-                enabled_escape: false,
-                enabled_indented_mutiline_value: false,
-                enabled_preserve_key_leading_whitespace: false,
-            };
-            let theirs = match ini::Ini::load_from_str_opt(&text, opt) {
-                Ok(i) => i,
-                Err(e) => {
-                    problems.push(format!("{}: rust-ini: {e}", p.display()));
-                    continue;
-                }
-            };
-            let mut mine: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-            for a in &ours.assignments {
-                mine.entry((a.section.clone(), a.key.clone()))
-                    .or_default()
-                    .push(a.value.clone());
-            }
-            for ((sec, key), values) in &mine {
-                let other: Vec<String> = theirs
-                    .section_all(Some(sec.as_str()))
-                    .flat_map(|props| props.get_all(key).map(str::to_string).collect::<Vec<_>>())
-                    .collect();
-                if &other != values {
-                    problems.push(format!(
-                        "{}: [{sec}] {key}: dropfix {values:?}, rust-ini {other:?}",
-                        p.display()
-                    ));
-                }
-                compared += 1;
-            }
+            compared += 1;
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(files >= CORPUS_PLAIN, "only {files} plain corpus files");
     assert!(compared >= 300, "only {compared} keys compared");
 }

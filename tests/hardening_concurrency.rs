@@ -3,36 +3,35 @@
 //! into place once, seen with inotify), one process reporting a change, and the others saying
 //! they waited.
 
-mod hardening_util;
+mod common;
 
-use hardening_util::*;
+use common::*;
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, Stdio};
 
 const N: usize = 16;
 
 /// The .d directory exists, so inotify sees every file written in it.
 fn fixture() -> Fixture {
-    host_like()
-        .file(
-            "/usr/lib/systemd/system/docker.service.d/~slave.conf",
-            "[Service]\nMountFlags=slave\n",
-        )
-        .file(
-            "/etc/systemd/system/docker.service.d/10-admin.conf",
-            "[Service]\nEnvironment=A=1\n",
-        )
+    let f = host_like();
+    f.file(
+        "/usr/lib/systemd/system/docker.service.d/~slave.conf",
+        "[Service]\nMountFlags=slave\n",
+    )
+    .file(
+        "/etc/systemd/system/docker.service.d/10-admin.conf",
+        "[Service]\nEnvironment=A=1\n",
+    );
+    f
 }
 
 const FIX: &[&str] = &["--format", "json", "fix", "--systemd-version", "252"];
 
-fn spawn(root: &Path, args: &[&str]) -> Child {
-    let mut all = vec!["--root", root.to_str().unwrap()];
-    all.extend_from_slice(args);
-    dropfix(&all)
+fn spawn(root: &Fixture, args: &[&str]) -> Child {
+    root.command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -63,26 +62,27 @@ fn finish(mut c: Child, first_line: String) -> Done {
 }
 
 /// Non-hidden names created or renamed into place, with how often.
-fn writes(root: &Path, w: &Watcher) -> std::collections::BTreeMap<String, usize> {
-    let mut out = std::collections::BTreeMap::new();
+fn writes(w: &Watcher) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
     for p in &w.created {
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if !rel.split('/').any(|c| c.starts_with('.')) {
-            *out.entry(rel).or_insert(0) += 1;
+        if !p.split('/').any(|c| c.starts_with('.')) {
+            *out.entry(p.clone()).or_insert(0) += 1;
         }
     }
     out
 }
 
 /// The tree one uninterrupted run makes from the fixture, and the original.
-fn reference(base: &Path, args: &[&str]) -> (Tree, Tree) {
-    let root = base.join("reference");
-    std::fs::create_dir(&root).unwrap();
-    fixture().build(&root);
-    let orig = snapshot(&root);
-    let out = run(&root, args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    (orig, snapshot(&root))
+fn reference(args: &[&str]) -> (Snapshot, Snapshot) {
+    let f = fixture();
+    let orig = f.snapshot();
+    f.run(args).expect_code(0);
+    (orig, f.snapshot())
+}
+
+/// Panics unless the tree at `root` is `want` (bytes, modes, link targets; not mtimes).
+fn assert_tree(want: &Snapshot, root: &Fixture, what: &str) {
+    want.assert_same(&root.snapshot(), false, what);
 }
 
 fn assert_one_writer(what: &str, results: &[Done]) {
@@ -105,20 +105,17 @@ fn assert_one_writer(what: &str, results: &[Done]) {
 
 #[test]
 fn sixteen_fixes_that_all_waited_write_once_and_say_they_waited() {
-    let base = tempfile::tempdir().unwrap();
-    let (_, done) = reference(base.path(), FIX);
-    let root = base.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    fixture().build(&root);
+    let (_, done) = reference(FIX);
+    let root = fixture();
     // Hold the lock dropfix takes for an image root (its root directory) while all 16 start.
     let held = rfs::open(
-        &root,
+        root.path(),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .unwrap();
     rfs::flock(&held, FlockOperation::LockExclusive).unwrap();
-    let mut w = Watcher::new(&root);
+    let mut w = Watcher::new(root.path());
     let mut waiting = Vec::new();
     for _ in 0..N {
         let mut c = spawn(&root, FIX);
@@ -145,17 +142,16 @@ fn sixteen_fixes_that_all_waited_write_once_and_say_they_waited() {
     let results: Vec<Done> = waiting.into_iter().map(|(c, l)| finish(c, l)).collect();
     w.poll();
     assert_one_writer("all waited", &results);
-    let got = snapshot(&root);
-    assert!(got == done, "{}", tree_diff(&done, &got));
-    let writes = writes(&root, &w);
+    assert_tree(&done, &root, "all waited");
+    let writes = writes(&w);
     assert!(
         writes.values().all(|n| *n == 1),
         "a file was written more than once: {writes:?}"
     );
     for f in [
-        "etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf",
-        "etc/systemd/system/docker.service.d/~slave.conf",
-        "var/lib/dropfix",
+        OWN_DROPIN,
+        "/etc/systemd/system/docker.service.d/~slave.conf",
+        STATE,
     ] {
         assert_eq!(writes.get(f), Some(&1), "{f}: {writes:?}");
     }
@@ -163,13 +159,10 @@ fn sixteen_fixes_that_all_waited_write_once_and_say_they_waited() {
 
 #[test]
 fn sixteen_fixes_at_once_end_in_one_runs_state_with_one_set_of_writes() {
-    let base = tempfile::tempdir().unwrap();
-    let (_, done) = reference(base.path(), FIX);
+    let (_, done) = reference(FIX);
     for round in 0..3 {
-        let root = base.path().join(format!("race{round}"));
-        std::fs::create_dir(&root).unwrap();
-        fixture().build(&root);
-        let mut w = Watcher::new(&root);
+        let root = fixture();
+        let mut w = Watcher::new(root.path());
         let children: Vec<Child> = (0..N).map(|_| spawn(&root, FIX)).collect();
         let results: Vec<Done> = children
             .into_iter()
@@ -177,9 +170,8 @@ fn sixteen_fixes_at_once_end_in_one_runs_state_with_one_set_of_writes() {
             .collect();
         w.poll();
         assert_one_writer("race", &results);
-        let got = snapshot(&root);
-        assert!(got == done, "{}", tree_diff(&done, &got));
-        let writes = writes(&root, &w);
+        assert_tree(&done, &root, &format!("race {round}"));
+        let writes = writes(&w);
         assert!(
             writes.values().all(|n| *n == 1),
             "written more than once: {writes:?}"
@@ -189,13 +181,10 @@ fn sixteen_fixes_at_once_end_in_one_runs_state_with_one_set_of_writes() {
 
 #[test]
 fn sixteen_reverts_at_once_restore_the_original_once() {
-    let base = tempfile::tempdir().unwrap();
-    let (orig, _) = reference(base.path(), FIX);
-    let root = base.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    fixture().build(&root);
-    assert_eq!(run(&root, FIX).status.code(), Some(0));
-    let mut w = Watcher::new(&root);
+    let (orig, _) = reference(FIX);
+    let root = fixture();
+    root.run(FIX).expect_code(0);
+    let mut w = Watcher::new(root.path());
     let children: Vec<Child> = (0..N)
         .map(|_| spawn(&root, &["--format", "json", "revert"]))
         .collect();
@@ -205,6 +194,5 @@ fn sixteen_reverts_at_once_restore_the_original_once() {
         .collect();
     w.poll();
     assert_one_writer("revert race", &results);
-    let got = snapshot(&root);
-    assert!(got == orig, "{}", tree_diff(&orig, &got));
+    assert_tree(&orig, &root, "revert race");
 }

@@ -12,10 +12,9 @@
 //! `DROPFIX_CRASH_RUNS` sets the number of kills (default 240); `DROPFIX_CRASH_SEED` replays a
 //! run. `scripts/crash.sh` runs thousands.
 
-mod hardening_util;
+mod common;
 
-use hardening_util::*;
-use std::path::Path;
+use common::*;
 use std::time::{Duration, Instant};
 
 struct Variant {
@@ -25,68 +24,74 @@ struct Variant {
 }
 
 fn variants() -> Vec<Variant> {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coreos-1192");
-    let mut coreos = Fixture::new();
-    for (rel, node) in snapshot(&example) {
-        if let Node::File(mode, data) = node {
-            coreos = coreos.raw(&format!("/{rel}"), mode, &data);
-        }
-    }
+    let drop_in = host_like();
+    drop_in
+        .file(
+            "/usr/lib/systemd/system/docker.service.d/~slave.conf",
+            "[Service]\nMountFlags=slave\nLimitNOFILE=4096\n",
+        )
+        .file(
+            "/etc/systemd/system/docker.service.d/10-admin.conf",
+            "[Service]\nEnvironment=A=1\n",
+        );
+    let full_copy = host_like();
+    full_copy
+        .file_mode(
+            "/etc/systemd/system/docker.service",
+            format!("# admin copy\n{}", vendor_docker()),
+            0o640,
+        )
+        .file(
+            "/usr/lib/systemd/system/early-docker.service",
+            "[Service]\nMountFlags=slave\nExecStart=/bin/true\n",
+        );
     vec![
         // systemd 252: zz-dropfix drop-in plus a same-named copy hiding a vendor drop-in that
         // sets MountFlags again; the .d directory already exists with an admin drop-in.
         Variant {
             name: "drop-in",
-            fixture: host_like()
-                .file(
-                    "/usr/lib/systemd/system/docker.service.d/~slave.conf",
-                    "[Service]\nMountFlags=slave\nLimitNOFILE=4096\n",
-                )
-                .file(
-                    "/etc/systemd/system/docker.service.d/10-admin.conf",
-                    "[Service]\nEnvironment=A=1\n",
-                ),
+            fixture: drop_in,
             fix: vec!["fix", "--systemd-version", "252"],
         },
         // systemd 231: full copies; one replaces an administrator's copy (kept as a backup,
         // mode 0640 restored), one is new.
         Variant {
             name: "full-copy",
-            fixture: host_like()
-                .raw(
-                    "/etc/systemd/system/docker.service",
-                    0o640,
-                    format!("# admin copy\n{}", vendor_docker()).as_bytes(),
-                )
-                .file(
-                    "/usr/lib/systemd/system/early-docker.service",
-                    "[Service]\nMountFlags=slave\nExecStart=/bin/true\n",
-                ),
+            fixture: full_copy,
             fix: vec!["fix", "--systemd-version", "231"],
         },
         // The CoreOS 1192 image: no /etc/systemd/system and no /var yet, version from files.
         Variant {
             name: "coreos-image",
-            fixture: coreos,
+            fixture: coreos_example(),
             fix: vec!["fix"],
         },
     ]
 }
 
-const STATE: &str = "var/lib/dropfix";
-
 fn is_temp(rel: &str) -> bool {
     rel.split('/').any(|c| c.starts_with(".#dropfix."))
 }
 
+/// The node at `rel` in `tree` is `node` (kind, bytes and mode; not mtime).
+fn has(tree: &Snapshot, rel: &str, node: &Node) -> bool {
+    tree.0.get(rel).is_some_and(|n| n.same(node, false))
+}
+
 /// The tree right after a kill, against the trees before and after an uninterrupted run.
-fn check_interrupted(what: &str, orig: &Tree, done: &Tree, now: &Tree, created: &[String]) {
-    for (rel, node) in now {
+fn check_interrupted(
+    what: &str,
+    orig: &Snapshot,
+    done: &Snapshot,
+    now: &Snapshot,
+    created: &[String],
+) {
+    for (rel, node) in &now.0 {
         if is_temp(rel) {
             continue; // hidden: systemd skips it, and the next dropfix sweeps it
         }
         if rel == &format!("{STATE}/state.json") {
-            let Node::File(_, data) = node else {
+            let Kind::File(data) = &node.kind else {
                 panic!("{what}: {rel} is not a file")
             };
             serde_json::from_slice::<serde_json::Value>(data)
@@ -94,31 +99,32 @@ fn check_interrupted(what: &str, orig: &Tree, done: &Tree, now: &Tree, created: 
             continue;
         }
         if let Some(b) = rel.strip_prefix(&format!("{STATE}/backup/")) {
-            let original = b.replace("%2F", "/").replace("%25", "%");
-            let (Node::File(_, data), Some(Node::File(_, want))) = (node, orig.get(&original))
+            let original = format!("/{}", b.replace("%2F", "/").replace("%25", "%"));
+            let (Kind::File(data), Some(Kind::File(want))) =
+                (&node.kind, orig.0.get(&original).map(|n| &n.kind))
             else {
                 panic!("{what}: backup {rel} does not match an original file")
             };
             assert_eq!(data, want, "{what}: backup {rel} is not the original");
             continue;
         }
-        if matches!(node, Node::Dir(_)) {
+        if node.kind == Kind::Dir {
             continue;
         }
         assert!(
-            orig.get(rel) == Some(node) || done.get(rel) == Some(node),
+            has(orig, rel, node) || has(done, rel, node),
             "{what}: {rel} is neither the old nor the new content: {node:?}\nold: {:?}\nnew: {:?}",
-            orig.get(rel),
-            done.get(rel)
+            orig.0.get(rel),
+            done.0.get(rel)
         );
     }
-    for (rel, node) in orig.iter().chain(done.iter()) {
-        if matches!(node, Node::Dir(_)) || rel.starts_with(STATE) {
+    for (rel, node) in orig.0.iter().chain(done.0.iter()) {
+        if node.kind == Kind::Dir || rel.starts_with(STATE) {
             continue;
         }
-        if !now.contains_key(rel) {
+        if !now.0.contains_key(rel) {
             assert!(
-                !orig.contains_key(rel) || !done.contains_key(rel),
+                !orig.0.contains_key(rel) || !done.0.contains_key(rel),
                 "{what}: {rel} vanished (present before and after)"
             );
         }
@@ -127,85 +133,68 @@ fn check_interrupted(what: &str, orig: &Tree, done: &Tree, now: &Tree, created: 
         // systemd skips dot files and never looks inside a dot directory.
         let hidden = rel.split('/').any(|c| c.starts_with('.'));
         assert!(
-            hidden || done.contains_key(rel) || orig.contains_key(rel),
+            hidden || done.0.contains_key(rel) || orig.0.contains_key(rel),
             "{what}: {rel} appeared, and it is neither hidden nor a final name"
         );
     }
 }
 
-fn expect_tree(what: &str, want: &Tree, root: &Path) {
-    let got = snapshot(root);
-    assert!(
-        &got == want,
-        "{what}: tree differs:\n{}",
-        tree_diff(want, &got)
-    );
+fn expect_tree(what: &str, want: &Snapshot, root: &Fixture) {
+    want.assert_same(&root.snapshot(), false, what);
 }
 
-fn ok(what: &str, root: &Path, args: &[&str]) {
-    let out = run(root, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}: dropfix {args:?} failed: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+fn ok(what: &str, root: &Fixture, args: &[&str]) {
+    let r = root.run(args);
+    assert_eq!(r.code, 0, "{what}: dropfix {args:?} failed\n{r}");
 }
 
 struct Calibrated {
-    done: Tree,
+    done: Snapshot,
     fix_time: Duration,
     fix_events: usize,
     revert_time: Duration,
     revert_events: usize,
 }
 
-fn calibrate(base: &Path, v: &Variant) -> Calibrated {
+fn calibrate(v: &Variant) -> Calibrated {
     let mut fix_times = Vec::new();
     let mut revert_times = Vec::new();
     let mut fix_events = 0;
     let mut revert_events = 0;
-    let mut done = Tree::new();
-    for i in 0..5 {
-        let root = base.join(format!("{}-cal{i}", v.name));
-        std::fs::create_dir(&root).unwrap();
-        v.fixture.build(&root);
-        let orig = snapshot(&root);
-        let mut w = Watcher::new(&root);
+    let mut done = None;
+    for _ in 0..5 {
+        let root = v.fixture.copy();
+        let orig = root.snapshot();
+        let mut w = Watcher::new(root.path());
         let t = Instant::now();
         ok("calibration", &root, &v.fix);
         fix_times.push(t.elapsed());
         w.poll();
         fix_events = fix_events.max(w.events);
-        done = snapshot(&root);
-        assert_ne!(done, orig, "{}: the fix changes nothing", v.name);
+        let fixed = root.snapshot();
+        assert!(
+            !fixed.same(&orig, false),
+            "{}: the fix changes nothing",
+            v.name
+        );
         // No name systemd could load appears on the way, even in a complete run.
-        check_interrupted(v.name, &orig, &done, &done, &rel_all(&root, &w.created));
-        let mut w = Watcher::new(&root);
+        check_interrupted(v.name, &orig, &fixed, &fixed, &w.created);
+        done = Some(fixed);
+        let mut w = Watcher::new(root.path());
         let t = Instant::now();
         ok("calibration", &root, &["revert"]);
         revert_times.push(t.elapsed());
         w.poll();
         revert_events = revert_events.max(w.events);
         expect_tree(&format!("{}: revert", v.name), &orig, &root);
-        std::fs::remove_dir_all(&root).unwrap();
     }
     Calibrated {
-        done,
+        done: done.expect("five calibration runs"),
         fix_time: median(fix_times),
         fix_events,
         revert_time: median(revert_times),
         revert_events,
     }
-}
-
-fn rel_all(root: &Path, created: &[std::path::PathBuf]) -> Vec<String> {
-    created
-        .iter()
-        .filter_map(|p| p.strip_prefix(root).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect()
 }
 
 #[test]
@@ -215,19 +204,16 @@ fn kill_9_at_random_points_never_leaves_a_partial_file_and_rerun_or_revert_recov
         .and_then(|s| s.parse().ok())
         .unwrap_or(240);
     let mut rng = Rng::from_env("DROPFIX_CRASH_SEED");
-    let base = tempfile::tempdir().unwrap();
     let vs = variants();
-    let cal: Vec<Calibrated> = vs.iter().map(|v| calibrate(base.path(), v)).collect();
+    let cal: Vec<Calibrated> = vs.iter().map(calibrate).collect();
     let mut killed = 0;
     let mut by_state = std::collections::BTreeMap::<&str, usize>::new();
     for i in 0..runs {
         let vi = i % vs.len();
         let (v, c) = (&vs[vi], &cal[vi]);
         let revert_phase = (i / vs.len()) % 2 == 1;
-        let root = base.path().join(format!("run{i}"));
-        std::fs::create_dir(&root).unwrap();
-        v.fixture.build(&root);
-        let orig = snapshot(&root);
+        let root = v.fixture.copy();
+        let orig = root.snapshot();
         if revert_phase {
             ok("setup", &root, &v.fix);
         }
@@ -236,9 +222,7 @@ fn kill_9_at_random_points_never_leaves_a_partial_file_and_rerun_or_revert_recov
         } else {
             (v.fix.clone(), c.fix_time, c.fix_events)
         };
-        let mut w = Watcher::new(&root);
-        let mut full = vec!["--root", root.to_str().unwrap()];
-        full.extend_from_slice(&args);
+        let mut w = Watcher::new(root.path());
         let by_event = rng.below(2) == 0;
         let (k, after) = if by_event {
             (
@@ -260,14 +244,14 @@ fn kill_9_at_random_points_never_leaves_a_partial_file_and_rerun_or_revert_recov
                 None => format!("at {after:?}"),
             }
         );
-        if run_and_kill(dropfix(&full), &mut w, k, after) {
+        if run_and_kill(root.command(&args), &mut w, k, after) {
             killed += 1;
         }
-        let now = snapshot(&root);
-        check_interrupted(&what, &orig, &c.done, &now, &rel_all(&root, &w.created));
-        let state = if now == orig {
+        let now = root.snapshot();
+        check_interrupted(&what, &orig, &c.done, &now, &w.created);
+        let state = if now.same(&orig, false) {
             "untouched"
-        } else if now == c.done {
+        } else if now.same(&c.done, false) {
             "complete"
         } else {
             "in between"
@@ -290,7 +274,6 @@ fn kill_9_at_random_points_never_leaves_a_partial_file_and_rerun_or_revert_recov
             ok(&what, &root, &v.fix);
             expect_tree(&format!("{what}: fix after revert"), &c.done, &root);
         }
-        std::fs::remove_dir_all(&root).unwrap();
     }
     eprintln!(
         "{runs} runs, {killed} killed mid-run; trees right after the kill: {by_state:?}; \

@@ -4,16 +4,16 @@
 //! fuzzers kept (tests/fuzz_inputs/). Each gives a clean result or one clear error line with
 //! exit 1, never a panic or a hang; a clean fix converges and reverts to the original bytes.
 
-mod hardening_util;
+mod common;
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
+use common::*;
 use dropfix::syntax;
-use hardening_util::*;
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn expand(pieces: &Value) -> Vec<u8> {
     let mut out = Vec::new();
@@ -35,8 +35,7 @@ fn expand(pieces: &Value) -> Vec<u8> {
 
 #[test]
 fn systemds_conf_parser_cases_give_systemds_results() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hardening_data/conf-parser-cases.json");
+    let path = top().join("tests/hardening_data/conf-parser-cases.json");
     let doc: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 19, "cases 1-18 and 4C");
@@ -60,67 +59,54 @@ fn systemds_conf_parser_cases_give_systemds_results() {
     }
 }
 
-/// Runs a fix on a fresh root made of `fixture`: exit 0 or one clear error line with exit 1
+/// Runs a fix on a fresh copy of `fixture`: exit 0 or one clear error line with exit 1
 /// and the root untouched; after a clean fix, `--check` finds nothing left and `revert`
 /// restores the original bytes. Returns the exit code.
 fn fix_cleanly(what: &str, fixture: &Fixture, version: &str) -> i32 {
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path();
-    fixture.build(root);
-    let orig = snapshot(root);
-    let preview = run(root, &["fix", "--dry-run", "--systemd-version", version]);
-    let out = run(root, &["fix", "--systemd-version", version]);
-    let code = out.status.code().unwrap();
-    let err = stderr(&out);
+    let root = fixture.copy();
+    let orig = root.snapshot();
+    let preview = root.run(&["fix", "--dry-run", "--systemd-version", version]);
+    let r = root.run(&["fix", "--systemd-version", version]);
     assert_eq!(
-        preview.status.code(),
-        Some(code),
-        "{what} ({version}): the preview and the fix disagree: {}{err}",
-        stderr(&preview)
+        preview.code, r.code,
+        "{what} ({version}): the preview and the fix disagree\n{preview}\n{r}"
     );
-    match code {
+    match r.code {
         0 => {
-            let check = run(root, &["fix", "--check", "--systemd-version", version]);
+            let check = root.run(&["fix", "--check", "--systemd-version", version]);
             assert_eq!(
-                check.status.code(),
-                Some(0),
-                "{what} ({version}): a second run still has work: {}",
-                stdout(&check)
+                check.code, 0,
+                "{what} ({version}): a second run still has work\n{check}"
             );
-            let back = run(root, &["revert"]);
-            assert_eq!(back.status.code(), Some(0), "{what}: {}", stderr(&back));
-            let now = snapshot(root);
-            assert!(
-                now == orig,
-                "{what} ({version}): revert:\n{}",
-                tree_diff(&orig, &now)
+            root.run(&["revert"]).expect_code(0);
+            orig.assert_same(
+                &root.snapshot(),
+                false,
+                &format!("{what} ({version}): revert"),
             );
         }
         1 => {
-            assert_eq!(err.lines().count(), 1, "{what} ({version}): {err}");
-            assert!(err.starts_with("dropfix: error: "), "{what}: {err}");
-            let now = snapshot(root);
-            assert!(now == orig, "{what}: a failed fix changed files");
+            r.expect_one_line_error();
+            orig.assert_same(
+                &root.snapshot(),
+                true,
+                &format!("{what} ({version}): a failed fix changed files"),
+            );
         }
-        c => panic!("{what} ({version}): exit {c}: {err}"),
+        c => panic!("{what} ({version}): exit {c}\n{r}"),
     }
-    let scan = run(root, &["scan"]);
-    assert!(
-        matches!(scan.status.code(), Some(0 | 1 | 3)),
-        "{what}: scan: {}",
-        stderr(&scan)
-    );
-    code
+    let scan = root.run(&["scan"]);
+    assert!(matches!(scan.code, 0 | 1 | 3), "{what}: scan\n{scan}");
+    r.code
 }
 
 /// The bytes as the vendor docker.service, and as a vendor drop-in beside a slave unit.
 fn as_unit_and_dropin(what: &str, data: &[u8]) {
-    let as_unit = Fixture::new()
-        .raw("/usr/lib/systemd/system/docker.service", 0o644, data)
-        .dir("/var/lib");
-    let as_dropin = host_like().raw(
+    let as_unit = Fixture::with_docker(data);
+    as_unit.dir("/var/lib");
+    let as_dropin = host_like();
+    as_dropin.file(
         "/usr/lib/systemd/system/docker.service.d/50-fuzz.conf",
-        0o644,
         data,
     );
     if data.len() > 256 << 10 {
@@ -137,7 +123,7 @@ fn as_unit_and_dropin(what: &str, data: &[u8]) {
 }
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/systemd-fuzz");
+    let dir = top().join("../shared/corpus/systemd-fuzz");
     assert!(dir.is_dir(), "corpus not found at {}", dir.display());
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
@@ -151,7 +137,12 @@ fn corpus() -> Vec<PathBuf> {
 #[test]
 fn every_file_of_systemds_unit_file_fuzz_corpus_fixes_cleanly_or_fails_clearly() {
     let files = corpus();
-    assert!(files.len() >= 30, "{} files", files.len());
+    // 31 unit files beside the corpus's two .md files.
+    assert!(
+        files.len() >= 31,
+        "only {} files in the corpus",
+        files.len()
+    );
     for f in files {
         let data = fs::read(&f).unwrap();
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
@@ -256,38 +247,29 @@ fn malformed_files_fix_cleanly_or_fail_with_one_clear_line() {
 
 #[test]
 fn ten_thousand_drop_ins_are_read_in_systemds_order_and_the_last_one_counts() {
-    let mut f = Fixture::new()
-        .file(
-            "/usr/lib/systemd/system/docker.service",
-            "[Service]\nExecStart=/usr/bin/dockerd\n",
-        )
-        .dir("/var/lib");
+    let f = Fixture::with_docker("[Service]\nExecStart=/usr/bin/dockerd\n");
+    f.dir("/var/lib");
     for i in 0..10_000 {
         let text = match i {
             9_999 => "[Service]\nMountFlags=slave\n".to_string(),
             i if i % 1000 == 0 => format!("[Service]\nEnvironment=N={i}\nMountFlags=private\n"),
             i => format!("[Service]\nEnvironment=N={i}\n"),
         };
-        f = f.file(
+        f.file(
             &format!("/usr/lib/systemd/system/docker.service.d/{i:05}.conf"),
             &text,
         );
     }
     assert_eq!(fix_cleanly("10,000 drop-ins", &f, "231"), 0);
-    let t = tempfile::tempdir().unwrap();
-    f.build(t.path());
-    let out = run(
-        t.path(),
-        &[
-            "--format",
-            "json",
-            "fix",
-            "--dry-run",
-            "--systemd-version",
-            "252",
-        ],
-    );
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = f.copy().run(&[
+        "--format",
+        "json",
+        "fix",
+        "--dry-run",
+        "--systemd-version",
+        "252",
+    ]);
+    let j = r.json();
     assert_eq!(j["units"][0]["mount_flags_before"], "slave");
     assert_eq!(
         j["units"][0]["mount_flags_source"],
@@ -301,34 +283,32 @@ fn a_fifo_planted_as_a_drop_in_or_unit_is_an_error_not_a_hang() {
         "/usr/lib/systemd/system/docker.service.d/50-fifo.conf",
         "/etc/systemd/system/docker.service",
     ] {
-        let t = tempfile::tempdir().unwrap();
-        host_like().dir("/etc/systemd/system").build(t.path());
-        let fifo = at(t.path(), at_path);
+        let f = host_like();
+        f.dir("/etc/systemd/system");
+        let fifo = f.host(at_path);
         fs::create_dir_all(fifo.parent().unwrap()).unwrap();
         let ok = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap();
         assert!(ok.success());
-        let out = run(t.path(), &["fix", "--systemd-version", "252"]);
-        assert_eq!(out.status.code(), Some(1), "{at_path}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(err.contains("not a regular file"), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let r = f.run(&["fix", "--systemd-version", "252"]);
+        let err = r.expect_one_line_error();
+        assert!(err.contains("not a regular file"), "{at_path}\n{r}");
     }
 }
 
 #[test]
 fn every_input_the_fuzzers_kept_replays_cleanly() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_inputs");
-    let mut n = 0;
-    for (target, check) in [
-        ("parse", checks::parse as fn(&[u8])),
-        ("plan", checks::plan),
+    let dir = top().join("tests/fuzz_inputs");
+    // At least the inputs tests/fuzz_inputs/README.md lists for each target.
+    for (target, check, at_least) in [
+        ("parse", checks::parse as fn(&[u8]), 2),
+        ("plan", checks::plan, 2),
     ] {
-        let Ok(rd) = fs::read_dir(dir.join(target)) else {
-            continue;
-        };
+        let sub = dir.join(target);
+        let rd = fs::read_dir(&sub).unwrap_or_else(|e| panic!("listing {}: {e}", sub.display()));
+        let mut n = 0;
         for e in rd {
             let p = e.unwrap().path();
             let data = fs::read(&p).unwrap();
@@ -338,6 +318,7 @@ fn every_input_the_fuzzers_kept_replays_cleanly() {
             }
             n += 1;
         }
+        assert!(n >= at_least, "only {n} kept inputs in {}", sub.display());
+        eprintln!("{n} kept {target} inputs replayed");
     }
-    eprintln!("{n} kept fuzz inputs replayed");
 }

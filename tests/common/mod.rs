@@ -1,18 +1,18 @@
-//! Fixture roots in temp dirs, a runner for the built binary, and tree snapshots for
-//! "nothing written" and "restored exactly" checks. Shared by tests/cli.rs and tests/corpus.rs.
+//! The offline test harness: fixture roots in temp dirs, one way to run the dropfix binary
+//! (plain environment, timeout, never a panic), exact tree snapshots and their differences, and
+//! for the hardening tests a seeded random source and an inotify-driven kill switch.
+//! The live tests (systemd in containers) use tests/support instead.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_dropfix");
 
 /// Vendor unit directory.
 pub const VENDOR: &str = "/usr/lib/systemd/system";
@@ -22,6 +22,8 @@ pub const ETC: &str = "/etc/systemd/system";
 pub const VENDOR_DOCKER: &str = "/usr/lib/systemd/system/docker.service";
 /// dropfix's default drop-in for docker.service.
 pub const OWN_DROPIN: &str = "/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf";
+/// dropfix's state directory.
+pub const STATE: &str = "/var/lib/dropfix";
 
 /// The header template dropfix ships; every generated file starts with it.
 pub const HEADER_TEMPLATE: &str = include_str!("../../templates/header.txt");
@@ -46,6 +48,15 @@ WantedBy=multi-user.target
 
 /// Long enough for any run on a slow machine; a hang becomes a failure, not a stuck suite.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The repository's top directory.
+pub fn top() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture roots
+// ---------------------------------------------------------------------------------------------
 
 /// A root directory built for one test; removed when dropped.
 pub struct Fixture {
@@ -76,9 +87,22 @@ impl Fixture {
         f
     }
 
+    /// A fresh root holding an exact copy of this one (kinds, bytes, modes, link targets), for
+    /// a test that needs the same starting tree many times.
+    pub fn copy(&self) -> Fixture {
+        let f = Fixture::new();
+        copy_tree(self.path(), f.path());
+        f
+    }
+
     /// The root's path on the host.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The root's path as the `--root` argument.
+    pub fn root_arg(&self) -> &str {
+        self.path().to_str().expect("a UTF-8 temp path")
     }
 
     /// Host path of an in-root path.
@@ -87,28 +111,31 @@ impl Fixture {
     }
 
     /// Write a file (parents created 0755) with mode 0644.
-    pub fn file(&self, inner: &str, data: impl AsRef<[u8]>) {
-        self.file_mode(inner, data, 0o644);
+    pub fn file(&self, inner: &str, data: impl AsRef<[u8]>) -> &Self {
+        self.file_mode(inner, data, 0o644)
     }
 
     /// Write a file with an explicit mode.
-    pub fn file_mode(&self, inner: &str, data: impl AsRef<[u8]>, mode: u32) {
+    pub fn file_mode(&self, inner: &str, data: impl AsRef<[u8]>, mode: u32) -> &Self {
         let p = self.host(inner);
         fs::create_dir_all(p.parent().expect("a parent")).expect("creating parents");
         fs::write(&p, data).expect("writing a fixture file");
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+        self
     }
 
     /// Create a directory (and parents).
-    pub fn dir(&self, inner: &str) {
+    pub fn dir(&self, inner: &str) -> &Self {
         fs::create_dir_all(self.host(inner)).expect("creating a fixture dir");
+        self
     }
 
-    /// Create a symlink at `inner` with the raw `target`.
-    pub fn symlink(&self, inner: &str, target: &str) {
+    /// Create a symlink at `inner` with the raw `target` (parents created).
+    pub fn symlink(&self, inner: &str, target: &str) -> &Self {
         let p = self.host(inner);
         fs::create_dir_all(p.parent().expect("a parent")).expect("creating parents");
         symlink(target, &p).expect("creating a fixture symlink");
+        self
     }
 
     /// Read an in-root file.
@@ -124,9 +151,15 @@ impl Fixture {
     /// Run `dropfix ARGS --root <this root>`.
     pub fn run(&self, args: &[&str]) -> Run {
         let mut all: Vec<&str> = args.to_vec();
-        let root = self.path().to_str().expect("a UTF-8 temp path");
-        all.extend(["--root", root]);
+        all.extend(["--root", self.root_arg()]);
         run(&all)
+    }
+
+    /// A `dropfix --root <this root> ARGS` command to spawn by hand.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut all = vec!["--root", self.root_arg()];
+        all.extend_from_slice(args);
+        dropfix(&all)
     }
 
     /// Every entry of the tree, with bytes, modes and mtimes.
@@ -141,10 +174,116 @@ impl Fixture {
     }
 }
 
-/// The outcome of one run of the binary.
+/// Copies the tree at `from` to `to` exactly (kinds, bytes, modes, link targets, not
+/// following links); returns the number of regular files copied.
+pub fn copy_tree(from: &Path, to: &Path) -> usize {
+    let mut paths = Vec::new();
+    all_paths(from, &mut paths);
+    let mut files = 0;
+    for p in &paths {
+        let dest = to.join(p.strip_prefix(from).expect("under the tree"));
+        let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            symlink(fs::read_link(p).expect("reading a link"), &dest).expect("symlink");
+            continue;
+        }
+        if ft.is_dir() {
+            fs::create_dir_all(&dest).expect("creating a dir");
+        } else if ft.is_file() {
+            fs::copy(p, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", p.display()));
+            files += 1;
+        } else {
+            panic!("{}: cannot copy a special file", p.display());
+        }
+        fs::set_permissions(&dest, fs::Permissions::from_mode(m.mode() & 0o7777)).expect("chmod");
+    }
+    files
+}
+
+/// The vendor unit of the example CoreOS 1192 root (MountFlags=slave).
+pub fn vendor_docker() -> String {
+    fs::read_to_string(top().join("examples/coreos-1192").join(&VENDOR_DOCKER[1..]))
+        .expect("the example docker.service")
+}
+
+/// A small host-like root: docker.service with MountFlags=slave under /usr, /etc and /var/lib.
+pub fn host_like() -> Fixture {
+    let f = Fixture::with_docker(vendor_docker());
+    f.file(
+        "/usr/lib/systemd/system/containerd.service",
+        "[Service]\nExecStart=/usr/bin/containerd\n",
+    )
+    .symlink(
+        "/etc/systemd/system/multi-user.target.wants/docker.service",
+        VENDOR_DOCKER,
+    )
+    .file("/var/lib/misc/keep", "not dropfix's\n");
+    f
+}
+
+/// Files of examples/coreos-1192, the example image root; at least the four it ships.
+pub fn coreos_example() -> Fixture {
+    let example = top().join("examples/coreos-1192");
+    let f = Fixture::new();
+    let mut files = 0;
+    for (p, n) in snapshot(&example).0 {
+        if let Kind::File(data) = n.kind {
+            f.file_mode(&p, data, n.mode);
+            files += 1;
+        }
+    }
+    assert!(
+        files >= 4,
+        "only {files} files in {} (os-release, systemd, docker.service, early-docker.service)",
+        example.display()
+    );
+    f
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary
+// ---------------------------------------------------------------------------------------------
+
+/// The binary under test: `$DROPFIX_BIN` when set (tests/run sets it to the static release
+/// build), else the one cargo built for this test run; the same rule as tests/support.
+pub fn dropfix_bin() -> PathBuf {
+    match std::env::var_os("DROPFIX_BIN") {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "DROPFIX_BIN={} is not a file", p.display());
+            p
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_dropfix")),
+    }
+}
+
+/// `program` with a plain environment: only PATH, LC_ALL=C and a system bus address that
+/// leads nowhere (no colour, no terminal, no host systemd); stdin empty.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/dropfix-test-bus",
+        )
+        .stdin(Stdio::null());
+    c
+}
+
+/// A `dropfix ARGS` command with the plain environment.
+pub fn dropfix(args: &[&str]) -> Command {
+    let mut c = command(dropfix_bin());
+    c.args(args);
+    c
+}
+
+/// The outcome of one run that exited with a status and without a panic.
 #[derive(Debug)]
 pub struct Run {
-    /// Exit status (-1 when killed by a signal).
+    /// Exit status.
     pub code: i32,
     /// Standard output.
     pub stdout: String,
@@ -167,11 +306,10 @@ impl Run {
             .unwrap_or_else(|e| panic!("stdout is not one JSON value: {e}\n{self}"))
     }
 
-    /// The failure contract: exit 1, exactly one line on stderr, no panic, nothing on stdout.
-    /// Returns that line.
+    /// The failure contract: exit 1, exactly one terminated line on stderr saying
+    /// `dropfix: error: `, nothing on stdout. Returns that line.
     pub fn expect_one_line_error(&self) -> String {
         assert_eq!(self.code, 1, "expected exit status 1\n{self}");
-        assert!(!self.stderr.contains("panicked"), "panic\n{self}");
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(
             lines.len(),
@@ -181,6 +319,10 @@ impl Run {
         assert!(
             self.stderr.ends_with('\n'),
             "stderr line not terminated\n{self}"
+        );
+        assert!(
+            lines[0].starts_with("dropfix: error: "),
+            "the error line does not start with \"dropfix: error: \"\n{self}"
         );
         assert_eq!(
             self.stdout, "",
@@ -200,19 +342,27 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Run the binary with `args`, with a plain environment and a timeout.
-pub fn run(args: &[&str]) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    run_command(cmd, &format!("dropfix {}", args.join(" ")))
+/// Fails on a Rust panic or a death by signal: dropfix must always exit with a status.
+pub fn assert_no_panic(cmdline: &str, status: std::process::ExitStatus, stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "$ {cmdline}\npanicked:\n{stderr}"
+    );
+    assert!(
+        status.code().is_some(),
+        "$ {cmdline}\ndied of a signal ({status:?}):\n{stderr}"
+    );
 }
 
-/// Run any command (e.g. dropfix under `unshare`) the same way.
+/// Run the binary with `args`, with the plain environment and a timeout.
+pub fn run(args: &[&str]) -> Run {
+    run_command(dropfix(args), &format!("dropfix {}", args.join(" ")))
+}
+
+/// Run any command (built with [`command`] or [`dropfix`], e.g. dropfix under `unshare`) to
+/// the end within the timeout; asserts it neither panicked nor died of a signal.
 pub fn run_command(mut cmd: Command, cmdline: &str) -> Run {
-    cmd.env("LC_ALL", "C")
-        .env_remove("NO_COLOR")
-        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
@@ -243,14 +393,19 @@ pub fn run_command(mut cmd: Command, cmdline: &str) -> Run {
         }
     };
     let stdout = out_t.join().expect("reading stdout");
-    let stderr = err_t.join().expect("reading stderr");
+    let stderr = String::from_utf8_lossy(&err_t.join().expect("reading stderr")).into_owned();
+    assert_no_panic(cmdline, status, &stderr);
     Run {
-        code: status.code().unwrap_or(-1),
+        code: status.code().expect("an exit status"),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stderr,
         cmdline: cmdline.to_string(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tree snapshots
+// ---------------------------------------------------------------------------------------------
 
 /// What one path in a tree is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +431,15 @@ pub struct Node {
     pub mtime: (i64, i64),
 }
 
-/// Every path under a root (the root itself as "/"), not following symlinks.
+impl Node {
+    /// Same kind, content and mode (and mtime if asked).
+    pub fn same(&self, other: &Node, mtimes: bool) -> bool {
+        self.kind == other.kind && self.mode == other.mode && (!mtimes || self.mtime == other.mtime)
+    }
+}
+
+/// Every path under a root (the root itself as "/", others as "/etc/..."), not following
+/// symlinks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot(pub BTreeMap<String, Node>);
 
@@ -372,7 +535,7 @@ impl Snapshot {
         for (p, a) in &self.0 {
             match other.0.get(p) {
                 None => {
-                    let _ = writeln!(out, "gone: {p}");
+                    let _ = writeln!(out, "gone: {p}: {}", show(a));
                 }
                 Some(b) => {
                     if a.kind != b.kind {
@@ -387,12 +550,21 @@ impl Snapshot {
                 }
             }
         }
-        for p in other.0.keys() {
+        for (p, b) in &other.0 {
             if !self.0.contains_key(p) {
-                let _ = writeln!(out, "new: {p}");
+                let _ = writeln!(out, "new: {p}: {}", show(b));
             }
         }
         out
+    }
+
+    /// Same paths, kinds, bytes and modes (and mtimes if asked)?
+    pub fn same(&self, other: &Snapshot, mtimes: bool) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .all(|(p, a)| other.0.get(p).is_some_and(|b| a.same(b, mtimes)))
     }
 
     /// Panic unless `after` has the same paths, kinds, bytes and modes (and mtimes if asked).
@@ -402,14 +574,25 @@ impl Snapshot {
     }
 }
 
+/// A node for a failure message; long files cut short.
 fn show(n: &Node) -> String {
+    const MAX: usize = 4096;
     match &n.kind {
         Kind::Dir => "directory".into(),
+        Kind::File(d) if d.len() > MAX => format!(
+            "file of {} bytes starting {:?}",
+            d.len(),
+            String::from_utf8_lossy(&d[..MAX])
+        ),
         Kind::File(d) => format!("file {:?}", String::from_utf8_lossy(d)),
         Kind::Symlink(t) => format!("symlink -> {}", t.display()),
         Kind::Other => "special file".into(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// What dropfix writes, modelled independently
+// ---------------------------------------------------------------------------------------------
 
 /// The header dropfix puts on generated files: as many lines as its template, all comments,
 /// first saying who generated it, then why and how to undo. Returns (header, body).
@@ -442,7 +625,6 @@ pub fn split_generated(data: &[u8]) -> (String, Vec<u8>) {
     );
     (header, data[at..].to_vec())
 }
-
 /// `vendor` with every `MountFlags=` line (matched whole, without its terminator) commented
 /// out and preceded by the shipped one-line reason, every other byte kept: what a full copy or
 /// a neutralised drop-in must hold after its header.
@@ -553,4 +735,182 @@ fn resolve_in_root(root: &Path, p: &Path) -> PathBuf {
         }
     }
     p
+}
+
+// ---------------------------------------------------------------------------------------------
+// Randomness, timing and kills, for the hardening tests
+// ---------------------------------------------------------------------------------------------
+
+/// xorshift64*: reproducible randomness from a printed seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// From `$name` if set, else `default` (a fixed seed keeps a test's inputs the same from
+    /// run to run); prints the seed.
+    pub fn from_env_or(name: &str, default: u64) -> Rng {
+        let seed = std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        eprintln!("random seed: {name}={seed}");
+        Rng(seed.max(1))
+    }
+
+    /// From `$name` if set, else from the clock; prints the seed so a failure can be replayed.
+    pub fn from_env(name: &str) -> Rng {
+        let seed = std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("random seed: {name}={seed}");
+        Rng(seed.max(1))
+    }
+
+    /// Next raw value.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Median of durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Watches every directory under a root with inotify and counts what happens in them.
+pub struct Watcher {
+    fd: rustix::fd::OwnedFd,
+    root: PathBuf,
+    dirs: BTreeMap<i32, PathBuf>,
+    /// Every name created or renamed into place, as an in-root path ("/etc/..."), in order.
+    pub created: Vec<String>,
+    /// Events seen so far.
+    pub events: usize,
+}
+
+impl Watcher {
+    /// Watches `root` and every directory below it.
+    pub fn new(root: &Path) -> Watcher {
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .expect("inotify_init");
+        let mut w = Watcher {
+            fd,
+            root: root.to_path_buf(),
+            dirs: BTreeMap::new(),
+            created: Vec::new(),
+            events: 0,
+        };
+        for p in snapshot(root).dirs() {
+            w.watch(&root.join(p.trim_start_matches('/')));
+        }
+        w
+    }
+
+    fn watch(&mut self, dir: &Path) {
+        use rustix::fs::inotify::{add_watch, WatchFlags};
+        let flags = WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::MODIFY
+            | WatchFlags::ATTRIB
+            | WatchFlags::MOVED_TO
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::DONT_FOLLOW
+            | WatchFlags::ONLYDIR;
+        if let Ok(wd) = add_watch(&self.fd, dir, flags) {
+            self.dirs.insert(wd, dir.to_path_buf());
+        }
+    }
+
+    /// Reads what is queued without blocking; returns the number of new events.
+    pub fn poll(&mut self) -> usize {
+        use rustix::fs::inotify::{ReadFlags, Reader};
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+        let mut n = 0;
+        let mut new_dirs = Vec::new();
+        {
+            let mut r = Reader::new(&self.fd, &mut buf);
+            while let Ok(ev) = r.next() {
+                n += 1;
+                let flags = ev.events();
+                if let (Some(name), Some(dir)) = (ev.file_name(), self.dirs.get(&ev.wd())) {
+                    let p = dir.join(name.to_string_lossy().as_ref());
+                    if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                        if flags.contains(ReadFlags::ISDIR) {
+                            new_dirs.push(p.clone());
+                        }
+                        let rel = p.strip_prefix(&self.root).expect("under the root");
+                        self.created.push(format!("/{}", rel.display()));
+                    }
+                }
+            }
+        }
+        for d in new_dirs {
+            self.watch(&d);
+        }
+        self.events += n;
+        n
+    }
+}
+
+/// Spawns `cmd` and SIGKILLs it once `events` file-system events were seen under the watched
+/// root (plus `after` of spinning), or `after` past the start when `events` is None, whichever
+/// comes first. Returns whether the kill landed before the process exited by itself.
+pub fn run_and_kill(
+    mut cmd: Command,
+    watcher: &mut Watcher,
+    events: Option<usize>,
+    after: Duration,
+) -> bool {
+    let mut child: Child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning dropfix");
+    let start = Instant::now();
+    let mut fire_at: Option<Instant> = match events {
+        None => Some(start + after),
+        Some(_) => None,
+    };
+    loop {
+        watcher.poll();
+        if fire_at.is_none() && events.is_some_and(|k| watcher.events >= k) {
+            fire_at = Some(Instant::now() + after);
+        }
+        if let Some(t) = fire_at {
+            if Instant::now() >= t {
+                let killed = child.kill().is_ok();
+                let st = child.wait().expect("wait");
+                watcher.poll();
+                // Killed only if it had not already exited with a status.
+                return killed && st.code().is_none();
+            }
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            watcher.poll();
+            return false;
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dropfix ran for over {RUN_TIMEOUT:?}");
+        }
+        std::hint::spin_loop();
+    }
 }
