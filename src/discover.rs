@@ -4,7 +4,7 @@
 use crate::root::{basename, join, parent, Entry, Root};
 use crate::syntax::{self, UnitFile};
 use crate::unitname::{self, UnitName};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -214,6 +214,14 @@ pub fn search_path(root: &Root) -> Result<Vec<SearchDir>> {
         }
     }
     Ok(out)
+}
+
+/// The rank [`ETC_CONTROL`] has in the search path (the highest).
+pub fn control_rank() -> usize {
+    SEARCH_PATH
+        .iter()
+        .position(|p| *p == ETC_CONTROL)
+        .unwrap_or(0)
 }
 
 /// The rank [`ETC_UNITS`] has in the search path.
@@ -608,46 +616,123 @@ pub fn hidden_by<'a>(dropins: &'a [DropIn], d: &DropIn) -> Option<&'a DropIn> {
 }
 
 /// A parsed source: a file systemd reads for the unit, in application order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Source {
     /// In-root path.
     pub path: String,
-    /// Parsed content.
+    /// Parsed content (for a drop-in systemd stops reading part-way, the part before).
     pub file: UnitFile,
+    /// Where and why systemd stops reading this drop-in: the lines before apply, the rest of
+    /// the file does not (the other drop-ins still apply).
+    pub stopped: Option<syntax::SyntaxError>,
 }
 
-/// Parse the fragment and applied drop-ins. A file systemd would refuse is an error naming
-/// the file and line: dropfix will not reason about a unit systemd reads only in part.
+/// A drop-in systemd reads only in part, for warnings: file, line and systemd's reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Partial {
+    /// In-root path.
+    pub path: String,
+    /// 1-based line where systemd stops reading.
+    pub line: usize,
+    /// systemd's reason.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: systemd applies the lines before and skips the rest of this drop-in",
+            self.path, self.line, self.reason
+        )
+    }
+}
+
+/// The drop-ins among `sources` that systemd reads only in part.
+pub fn partial(sources: &[Source]) -> Vec<Partial> {
+    sources
+        .iter()
+        .filter_map(|s| {
+            s.stopped.as_ref().map(|e| Partial {
+                path: s.path.clone(),
+                line: e.line,
+                reason: e.message.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Context of an error in a fragment: systemd cannot load the unit at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannotLoad(pub String);
+
+impl std::fmt::Display for CannotLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "systemd cannot load {}", self.0)
+    }
+}
+
+/// Parse the fragment and applied drop-ins with the newest systemd's rules; see
+/// [`parse_sources_with`].
 pub fn parse_sources(
     fragment_path: &str,
     fragment: &[u8],
     dropins: &[&DropIn],
 ) -> Result<Vec<Source>> {
+    parse_sources_with(fragment_path, fragment, dropins, syntax::Rules::default())
+}
+
+/// Parse the fragment and applied drop-ins as systemd does: a fragment systemd refuses is an
+/// error naming the file and line (the unit does not load); a drop-in it refuses part-way
+/// applies up to the bad line, and says so in [`Source::stopped`].
+pub fn parse_sources_with(
+    fragment_path: &str,
+    fragment: &[u8],
+    dropins: &[&DropIn],
+    rules: syntax::Rules,
+) -> Result<Vec<Source>> {
     let mut out = Vec::new();
-    let parse = |path: &str, data: &[u8]| -> Result<UnitFile> {
-        syntax::parse(data).map_err(|(_, e)| {
-            anyhow::Error::new(crate::error::FileError {
-                path: path.to_string(),
-                line: Some(e.line),
-                message: e.message,
-            })
+    let file = syntax::parse_with(fragment, rules).map_err(|(_, e)| {
+        anyhow::Error::new(crate::error::FileError {
+            path: fragment_path.to_string(),
+            line: Some(e.line),
+            message: e.message,
         })
-    };
+    })?;
     out.push(Source {
         path: fragment_path.to_string(),
-        file: parse(fragment_path, fragment)?,
+        file,
+        stopped: None,
     });
     for d in dropins {
+        let (file, stopped) = if d.masked {
+            (UnitFile::default(), None)
+        } else {
+            match syntax::parse_with(&d.data, rules) {
+                Ok(f) => (f, None),
+                Err((f, e)) => (f, Some(e)),
+            }
+        };
         out.push(Source {
             path: d.path.clone(),
-            file: if d.masked {
-                UnitFile::default()
-            } else {
-                parse(&d.path, &d.data)?
-            },
+            file,
+            stopped,
         });
     }
     Ok(out)
+}
+
+/// Parse a discovered unit's files as systemd `major` does (the newest when unknown); a
+/// fragment it refuses is "systemd cannot load UNIT: path:line: reason".
+pub fn parse_discovered(d: &Discovered, major: Option<u32>) -> Result<Vec<Source>> {
+    let applied = applied(&d.dropins);
+    parse_sources_with(
+        &d.fragment.path,
+        &d.fragment.data,
+        &applied,
+        syntax::Rules::for_version(major),
+    )
+    .context(CannotLoad(d.unit.to_string()))
 }
 
 /// Read a file as text, refusing bytes that are not UTF-8 with the file and line they are on

@@ -33,6 +33,10 @@ pub enum FindingId {
     MountNamespace,
     /// The main process runs a configuration older than the one loaded: a restart was left.
     RestartPending,
+    /// systemd cannot load the unit (its fragment has an error), or its files could not be read.
+    UnitFiles,
+    /// A drop-in systemd stops reading at a bad line: the lines after it do not apply.
+    PartialDropin,
     /// Another setting gives the unit a mount namespace of its own.
     Sandboxing,
     /// One network-namespace file, from PID 1's view.
@@ -55,6 +59,8 @@ impl FindingId {
             FindingId::ReloadPending => "reload-pending",
             FindingId::MountNamespace => "mount-namespace",
             FindingId::RestartPending => "restart-pending",
+            FindingId::UnitFiles => "unit-files",
+            FindingId::PartialDropin => "partial-dropin",
             FindingId::Sandboxing => "sandboxing",
             FindingId::Netns => "netns",
             FindingId::LeakedMounts => "leaked-mounts",
@@ -130,6 +136,8 @@ pub struct FileFacts {
     pub effective: Effective,
     /// Newest modification time (µs since the epoch) of the fragment, drop-ins and their dirs.
     pub newest_change_us: Option<u64>,
+    /// Drop-ins systemd reads only in part (it stops at a bad line).
+    pub partial: Vec<crate::discover::Partial>,
 }
 
 /// Everything known about one unit.
@@ -259,6 +267,29 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
     }
     if let Some(e) = &u.files_error {
         ev.push(format!("files: {e}"));
+        // A unit whose files could not be read is never healthy.
+        f.push(finding(
+            FindingId::UnitFiles,
+            Status::Problem,
+            e.clone(),
+            vec![],
+            Some("correct the file and line named, then run dropfix again"),
+        ));
+    }
+    for p in u.files.iter().flat_map(|x| x.partial.iter()) {
+        f.push(finding(
+            FindingId::PartialDropin,
+            Status::Problem,
+            format!(
+                "systemd stops reading {} at line {} ({}): the lines after it do not apply",
+                p.path, p.line, p.reason
+            ),
+            vec![
+                p.to_string(),
+                "systemd never records this drop-in's modification time, so NeedDaemonReload stays yes after every daemon-reload until the line is corrected".into(),
+            ],
+            Some(&format!("correct line {} of {}, then systemctl daemon-reload", p.line, p.path)),
+        ));
     }
     let effective = bus_flags.or(file_flags);
     match effective {
@@ -283,7 +314,9 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
     // Has systemd loaded what is on disk?
     if let (Some(bus), Some(files)) = (&u.bus, &u.files) {
         let mut ev = Vec::new();
-        if bus.need_daemon_reload {
+        // A drop-in systemd reads only in part keeps NeedDaemonReload at yes for ever: that is
+        // the partial-dropin finding, not a pending reload.
+        if bus.need_daemon_reload && files.partial.is_empty() {
             ev.push("systemd: NeedDaemonReload=yes".into());
         }
         if let (Some(b), Some(fl)) = (bus_flags, file_flags) {
@@ -697,6 +730,7 @@ mod tests {
             files: Some(FileFacts {
                 effective: eff(MountFlags::Slave),
                 newest_change_us: Some(1),
+                partial: vec![],
             }),
             files_error: None,
             bus: Some(bus(524_288, 42)),
@@ -727,6 +761,7 @@ mod tests {
             files: Some(FileFacts {
                 effective: eff(MountFlags::Unset),
                 newest_change_us: Some(10_000_000),
+                partial: vec![],
             }),
             files_error: None,
             bus: Some(bus(524_288, 42)),
@@ -838,6 +873,7 @@ mod tests {
             files: Some(FileFacts {
                 effective: eff(MountFlags::Unset),
                 newest_change_us: Some(1),
+                partial: vec![],
             }),
             files_error: None,
             bus: Some(bus(0, 42)),
@@ -881,6 +917,7 @@ mod tests {
             files: Some(FileFacts {
                 effective: eff(MountFlags::Unset),
                 newest_change_us: Some(1),
+                partial: vec![],
             }),
             files_error: None,
             bus: Some(bus(0, 42)),

@@ -280,6 +280,7 @@ mod tests {
         Source {
             path: path.into(),
             file: syntax::parse(text.as_bytes()).unwrap(),
+            stopped: None,
         }
     }
 

@@ -86,6 +86,11 @@ impl ErrorReport {
         if let Some(Reading(u)) = e.downcast_ref::<Reading>() {
             r.unit = Some(u.clone());
         }
+        if let Some(crate::discover::CannotLoad(u)) =
+            e.downcast_ref::<crate::discover::CannotLoad>()
+        {
+            r.unit.get_or_insert_with(|| u.clone());
+        }
         for c in e.chain() {
             if let Some(f) = c.downcast_ref::<FileError>() {
                 r.path.get_or_insert_with(|| f.path.clone());

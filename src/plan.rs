@@ -206,11 +206,30 @@ fn strip_header(data: &[u8]) -> &[u8] {
     data
 }
 
-fn comment_out_mount_flags(unit: &str, section: &str, path: &str, data: &[u8]) -> Result<Vec<u8>> {
-    // Generated files are text: refuse to copy bytes systemd would not read as UTF-8 either.
-    discover::text(path, data)?;
+fn comment_out_mount_flags(
+    unit: &str,
+    section: &str,
+    path: &str,
+    data: &[u8],
+    rules: syntax::Rules,
+    dropin: bool,
+) -> Result<Vec<u8>> {
+    // Every byte is kept as it is (bytes that are not UTF-8 in comments included): only the
+    // MountFlags lines change.
     let body = strip_header(data);
-    let file = syntax::parse(body).map_err(|(_, e)| anyhow!("{path}:{}: {}", e.line, e.message))?;
+    let file = match syntax::parse_with(body, rules) {
+        Ok(f) => f,
+        // systemd stops reading a drop-in at a bad line: the lines before are what counts, the
+        // rest is copied as it is and stays unread.
+        Err((f, _)) if dropin => f,
+        Err((_, e)) => {
+            return Err(anyhow::Error::new(crate::error::FileError {
+                path: path.to_string(),
+                line: Some(e.line),
+                message: e.message,
+            }))
+        }
+    };
     let spans: Vec<_> = file
         .assignments
         .iter()
@@ -235,13 +254,32 @@ struct Tree {
     fragment_path: String,
     fragment: Vec<u8>,
     dropins: Vec<DropIn>,
+    /// The syntax rules of the systemd planned for.
+    rules: syntax::Rules,
 }
 
 impl Tree {
     fn effective(&self, section: &str, rule: EmptyAssignment) -> Result<Effective> {
         let applied = discover::applied(&self.dropins);
-        let sources = discover::parse_sources(&self.fragment_path, &self.fragment, &applied)?;
+        let sources = discover::parse_sources_with(
+            &self.fragment_path,
+            &self.fragment,
+            &applied,
+            self.rules,
+        )?;
         Ok(effective::merge(&sources, section, rule))
+    }
+
+    /// Drop-ins systemd reads only in part.
+    fn partial(&self) -> Result<Vec<discover::Partial>> {
+        let applied = discover::applied(&self.dropins);
+        let sources = discover::parse_sources_with(
+            &self.fragment_path,
+            &self.fragment,
+            &applied,
+            self.rules,
+        )?;
+        Ok(discover::partial(&sources))
     }
 
     fn worst(&self, section: &str, rules: &[EmptyAssignment]) -> Result<Effective> {
@@ -256,7 +294,10 @@ impl Tree {
     }
 
     fn apply(&mut self, c: &FileChange, order_of: &dyn Fn(&str) -> Option<(usize, usize)>) {
-        if c.path == self.fragment_path || parent(&c.path) == ETC_UNITS {
+        if c.path == self.fragment_path
+            || parent(&c.path) == ETC_UNITS
+            || parent(&c.path) == ETC_CONTROL
+        {
             if c.action != Action::Remove {
                 self.fragment_path = c.path.clone();
                 self.fragment = c.new.clone();
@@ -279,12 +320,17 @@ impl Tree {
     }
 }
 
-/// The files systemd would read for `d` once `changes` are applied, in its order.
-pub fn sources_after(d: &Discovered, changes: &[FileChange]) -> Result<Vec<discover::Source>> {
+/// The files systemd `major` would read for `d` once `changes` are applied, in its order.
+pub fn sources_after(
+    d: &Discovered,
+    changes: &[FileChange],
+    major: Option<u32>,
+) -> Result<Vec<discover::Source>> {
     let mut tree = Tree {
         fragment_path: d.fragment.path.clone(),
         fragment: d.fragment.data.clone(),
         dropins: d.dropins.clone(),
+        rules: syntax::Rules::for_version(major),
     };
     let dirs = d.dropin_dirs.clone();
     let order_of = move |dir: &str| -> Option<(usize, usize)> {
@@ -296,7 +342,22 @@ pub fn sources_after(d: &Discovered, changes: &[FileChange]) -> Result<Vec<disco
         tree.apply(c, &order_of);
     }
     let applied = discover::applied(&tree.dropins);
-    discover::parse_sources(&tree.fragment_path, &tree.fragment, &applied)
+    discover::parse_sources_with(&tree.fragment_path, &tree.fragment, &applied, tree.rules)
+}
+
+/// The lowest persistent directory whose copy of a unit outranks a fragment of search rank
+/// `rank`: /etc/systemd/system, or /etc/systemd/system.control for a fragment in
+/// /run/systemd/system.control, /run/systemd/transient or /run/systemd/generator.early.
+pub fn copy_dir(rank: usize) -> Option<&'static str> {
+    let etc = discover::etc_rank();
+    let control = discover::control_rank();
+    if rank >= etc {
+        Some(ETC_UNITS)
+    } else if rank >= control {
+        Some(ETC_CONTROL)
+    } else {
+        None
+    }
 }
 
 /// Plan the override for one discovered unit.
@@ -313,14 +374,16 @@ pub fn plan_unit(
         )
     })?;
     let rules = empty_rules(version);
+    let syntax_rules = syntax::Rules::for_version(version.map(|v| v.major));
     let mut tree = Tree {
         fragment_path: d.fragment.path.clone(),
         fragment: d.fragment.data.clone(),
         dropins: d.dropins.clone(),
+        rules: syntax_rules,
     };
     let before = tree.worst(section, &rules)?;
     let mut notes = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = tree.partial()?.iter().map(|p| p.to_string()).collect();
     if before.mount_flags == MountFlags::Unset {
         notes.push(format!(
             "{unit}: MountFlags is already unset; nothing to do"
@@ -414,15 +477,25 @@ pub fn plan_unit(
                 .iter()
                 .any(|s| s.origin.path == d.fragment.path) => {}
         Strategy::FullCopy => {
-            let etc_rank = discover::etc_rank();
-            if d.fragment.rank < etc_rank {
-                bail!(
-                    "{unit}: its unit file {} outranks {ETC_UNITS}, so a copy there would not be loaded",
+            // The copy goes to the lowest persistent directory that outranks the fragment:
+            // /etc/systemd/system, or /etc/systemd/system.control above /run/systemd/transient
+            // and generator.early.
+            let target_dir = match copy_dir(d.fragment.rank) {
+                Some(dir) => dir,
+                None => bail!(
+                    "{unit}: its unit file {} outranks every directory an administrator can write to, so no copy would be loaded",
                     d.fragment.path
-                );
-            }
-            let target = join(ETC_UNITS, &unit);
-            let body = comment_out_mount_flags(&unit, section, &d.fragment.path, &d.fragment.data)?;
+                ),
+            };
+            let target = join(target_dir, &unit);
+            let body = comment_out_mount_flags(
+                &unit,
+                section,
+                &d.fragment.path,
+                &d.fragment.data,
+                syntax_rules,
+                false,
+            )?;
             let mut content = header(
                 &unit,
                 &format!("a copy of {} without MountFlags", d.fragment.path),
@@ -451,10 +524,12 @@ pub fn plan_unit(
                     link: None,
                 });
             }
-            notes.push(format!(
-                "the copy in {ETC_UNITS} hides {}: later vendor changes to it do not apply until `dropfix revert`",
-                d.fragment.path
-            ));
+            if d.fragment.path != target {
+                notes.push(format!(
+                    "the copy in {target_dir} hides {}: later vendor changes to it do not apply until `dropfix revert`",
+                    d.fragment.path
+                ));
+            }
         }
     }
 
@@ -512,6 +587,8 @@ pub fn plan_unit(
                 section,
                 &dropin.path,
                 &dropin.data,
+                syntax_rules,
+                true,
             )?);
             let existing = current(&target);
             changes.push(FileChange {

@@ -446,12 +446,16 @@ pub struct ShowReport {
     pub command: String,
     /// Unit name.
     pub unit: String,
+    /// Every name of the unit: the primary one, then its aliases.
+    pub names: Vec<String>,
     /// The fragment systemd loads.
     pub fragment: String,
     /// Talking to a running systemd.
     pub live: bool,
     /// systemd says the files changed since it loaded them.
     pub need_daemon_reload: bool,
+    /// Parts of files systemd skips (a drop-in it stops reading at a bad line), with file:line.
+    pub warnings: Vec<String>,
     /// Settings, in file order.
     pub settings: Vec<crate::settings::Setting>,
     /// Every drop-in file and what systemd does with it.
@@ -465,6 +469,9 @@ pub fn show_text(r: &ShowReport, style: Style) -> String {
         style.bold(&r.unit),
         style.dim(&format!("({})", r.fragment))
     );
+    for w in &r.warnings {
+        out.push_str(&format!("{} {w}\n", style.warn("warning:")));
+    }
     if r.need_daemon_reload {
         out.push_str(&format!(
             "{}\n",
@@ -560,6 +567,8 @@ pub struct SetReport {
     pub files: Vec<FileReport>,
     /// Effective values before and after.
     pub settings: Vec<SettingChange>,
+    /// Parts of files systemd skips (a drop-in it stops reading at a bad line), with file:line.
+    pub warnings: Vec<String>,
     /// systemd was reloaded.
     pub reloaded: bool,
     /// The unit was restarted.
@@ -581,6 +590,9 @@ pub struct SetReport {
 /// Text for `set` and `unset`.
 pub fn set_text(r: &SetReport, style: Style) -> String {
     let mut out = String::new();
+    for w in &r.warnings {
+        out.push_str(&format!("{} {w}\n", style.warn("warning:")));
+    }
     for f in &r.files {
         out.push_str(&paint_diff(&f.diff, style));
     }

@@ -52,7 +52,8 @@ pub struct Record {
     pub unit: String,
     /// What was there first.
     pub original: Original,
-    /// What dropfix last left there (None: dropfix removed it).
+    /// What dropfix last left there (None: dropfix removed it). Content that is not UTF-8 (a
+    /// full copy keeps a vendor file's bytes) is recorded lossily; see [`is_written`].
     pub written: Option<String>,
     /// `written` is a symlink target, not file content.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -256,7 +257,7 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
             if let (Original::File { backup, .. }, Current::File { data, .. }) =
                 (&r.original, w.current(&c.path)?)
             {
-                let ours = r.written.as_deref().map(str::as_bytes) == Some(&data[..]);
+                let ours = r.written.as_deref().is_some_and(|w| is_written(w, &data));
                 let path = format!("{BACKUP_DIR}/{backup}");
                 if !ours && w.current(&path)? == Current::Absent {
                     backups.push((path, data));
@@ -309,6 +310,13 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
         }
     }
     Ok(applied)
+}
+
+/// Does a file hold what dropfix recorded writing? Bytes that are not UTF-8 were recorded
+/// lossily, so such a file is compared the same way.
+pub fn is_written(recorded: &str, data: &[u8]) -> bool {
+    data == recorded.as_bytes()
+        || (std::str::from_utf8(data).is_err() && String::from_utf8_lossy(data) == recorded)
 }
 
 /// What revert does with one path.
@@ -381,7 +389,7 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
             continue;
         }
         let ours = match (&r.written, &cur) {
-            (Some(text), Current::File { data, .. }) => !r.link && data == text.as_bytes(),
+            (Some(text), Current::File { data, .. }) => !r.link && is_written(text, data),
             (Some(text), Current::Symlink(t)) => r.link && t == text,
             (None, Current::Absent) => true,
             _ => false,

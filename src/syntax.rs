@@ -114,9 +114,49 @@ fn strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && is_ws(c as u8))
 }
 
+/// Which errors stop systemd reading a file, by version (`config_parse()` in
+/// src/shared/conf-parser.c and `read_line()` in src/basic/fileio.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// An invalid-UTF-8 line is fatal (v239+, commit 78d17fa099). Before, only some value
+    /// parsers check it, and they ignore the assignment, not the file.
+    pub utf8_fatal: bool,
+    /// Control characters in a section header are fatal (v251+, commit cec7f09dc8).
+    pub header_control_fatal: bool,
+    /// A line over 1 MiB is fatal (v235+, commit e6dde451a5); before, `fgets()` hands it over
+    /// in pieces, each parsed as its own line.
+    pub long_line_fatal: bool,
+    /// A line without `=` is fatal (before v243, commit 2d4fffb00b); since, it is skipped.
+    pub missing_equals_fatal: bool,
+}
+
+impl Rules {
+    /// The rules of systemd `major` (the newest when unknown).
+    pub fn for_version(major: Option<u32>) -> Rules {
+        let v = major.unwrap_or(u32::MAX);
+        Rules {
+            utf8_fatal: v >= 239,
+            header_control_fatal: v >= 251,
+            long_line_fatal: v >= 235,
+            missing_equals_fatal: v < 243,
+        }
+    }
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::for_version(None)
+    }
+}
+
+/// Parse a whole file with the newest systemd's rules; see [`parse_with`].
+pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
+    parse_with(data, Rules::default())
+}
+
 /// Parse a whole file. On a fatal error the assignments read before it are kept in the
 /// error's companion value, because systemd keeps them for drop-ins.
-pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
+pub fn parse_with(data: &[u8], rules: Rules) -> Result<UnitFile, (UnitFile, SyntaxError)> {
     let mut file = UnitFile {
         data: data.to_vec(),
         line_count: 0,
@@ -133,7 +173,7 @@ pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
     for (idx, (text, _)) in lines(data).enumerate() {
         count = idx + 1;
         let lineno = idx + 1;
-        if text.len() > LONG_LINE_MAX {
+        if text.len() > LONG_LINE_MAX && rules.long_line_fatal {
             result = Err(SyntaxError {
                 line: lineno,
                 message: format!(
@@ -150,7 +190,7 @@ pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
                 continue; // comments go before continuation handling (v243+)
             }
         }
-        if std::str::from_utf8(l).is_err() {
+        if rules.utf8_fatal && std::str::from_utf8(l).is_err() {
             // v239+: an invalid-UTF-8 line is fatal for the file (comment lines are never checked).
             result = Err(SyntaxError {
                 line: lineno,
@@ -166,7 +206,7 @@ pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
         }
         let (joined, start) = match cont.take() {
             Some((mut c, start)) => {
-                if c.len() + l.len() > LONG_LINE_MAX {
+                if c.len() + l.len() > LONG_LINE_MAX && rules.long_line_fatal {
                     result = Err(SyntaxError {
                         line: lineno,
                         message: format!(
@@ -199,7 +239,7 @@ pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
             cont = Some((joined, start));
             continue;
         }
-        if let Err(e) = parse_line(&mut file, &mut section, &joined, start, idx + 1) {
+        if let Err(e) = parse_line(&mut file, &mut section, &joined, start, idx + 1, rules) {
             result = Err(e);
             break;
         }
@@ -207,7 +247,7 @@ pub fn parse(data: &[u8]) -> Result<UnitFile, (UnitFile, SyntaxError)> {
     if result.is_ok() {
         if let Some((joined, start)) = cont.take() {
             // v239+: a continuation still open at end of file is parsed as it stands.
-            if let Err(e) = parse_line(&mut file, &mut section, &joined, start, count) {
+            if let Err(e) = parse_line(&mut file, &mut section, &joined, start, count, rules) {
                 result = Err(e);
             }
         }
@@ -230,12 +270,25 @@ fn parse_line(
     bytes: &[u8],
     start: usize,
     end: usize,
+    rules: Rules,
 ) -> Result<(), SyntaxError> {
     let lineno = start + 1;
-    let text = std::str::from_utf8(bytes).map_err(|_| SyntaxError {
-        line: lineno,
-        message: "invalid UTF-8".into(),
-    })?;
+    // Before v239 bytes that are not UTF-8 reach the value parsers as they are; dropfix reads
+    // them as U+FFFD (only the value can be affected, never the file's structure).
+    let owned;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(_) if !rules.utf8_fatal => {
+            owned = String::from_utf8_lossy(bytes).into_owned();
+            owned.as_str()
+        }
+        Err(_) => {
+            return Err(SyntaxError {
+                line: lineno,
+                message: "invalid UTF-8".into(),
+            })
+        }
+    };
     let l = strip(text);
     if l.is_empty() {
         return Ok(());
@@ -247,7 +300,7 @@ fn parse_line(
                 message: format!("invalid section header '{l}'"),
             });
         };
-        if name.chars().any(|c| c.is_control()) {
+        if rules.header_control_fatal && name.chars().any(|c| c.is_control()) {
             return Err(SyntaxError {
                 line: lineno,
                 message: "bad characters in section header".into(),
@@ -262,6 +315,12 @@ fn parse_line(
         return Ok(());
     };
     let Some(eq) = l.find('=') else {
+        if rules.missing_equals_fatal {
+            return Err(SyntaxError {
+                line: lineno,
+                message: "missing '='".into(),
+            });
+        }
         file.ignored.push((lineno, "missing '='".into()));
         return Ok(());
     };

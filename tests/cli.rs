@@ -847,43 +847,135 @@ fn fragment_with_an_invalid_section_header_is_refused_naming_file_and_line() {
 }
 
 #[test]
-fn fragment_with_invalid_utf8_is_refused_naming_file_and_line() {
+fn fragment_with_invalid_utf8_cannot_be_loaded_from_systemd_239_but_is_read_before() {
     let f =
         Fixture::with_docker(b"[Service]\nMountFlags=slave\nEnvironment=A=\xff\xfe\n".as_slice());
-    for v in ["231", "252"] {
-        assert_refused(
-            &f,
-            &["fix", "--systemd-version", v],
-            &["/usr/lib/systemd/system/docker.service:3", "UTF-8"],
+    // v239+: the line is fatal for the file, so systemd cannot load the unit at all.
+    let line = assert_refused(
+        &f,
+        &["fix", "--systemd-version", "252"],
+        &[
+            "systemd cannot load docker.service",
+            "/usr/lib/systemd/system/docker.service:3",
+            "UTF-8",
+        ],
+    );
+    assert!(
+        line.starts_with("dropfix: error: systemd cannot load"),
+        "{line}"
+    );
+    let j = f
+        .run(&["fix", "--systemd-version", "252", "--format", "json"])
+        .json();
+    assert_eq!(j["error"]["unit"], "docker.service", "{j}");
+    assert_eq!(j["error"]["path"], "/usr/lib/systemd/system/docker.service");
+    assert_eq!(j["error"]["line"], 3);
+    // 231 loads it (only some value parsers check UTF-8): the full copy keeps those bytes
+    // verbatim, and only the MountFlags line changes.
+    f.run(&["fix", "--systemd-version", "231"]).expect_code(0);
+    let copy = f.read("/etc/systemd/system/docker.service");
+    assert!(
+        copy.windows(4).any(|w| w == b"A=\xff\xfe"),
+        "{}",
+        lossy(&copy)
+    );
+    assert!(!copy.windows(12).any(|w| w == b"\nMountFlags="));
+}
+
+#[test]
+fn invalid_utf8_only_in_a_comment_is_read_like_systemd_and_copied_verbatim() {
+    // systemd skips comment lines unchecked, so the unit loads; a drop-in fixes it on 252, and
+    // a full copy on 231 carries the comment's bytes as they are.
+    let f = Fixture::with_docker(b"[Service]\n# caf\xe9\nMountFlags=slave\n".as_slice());
+    f.run(&["fix", "--dry-run", "--systemd-version", "252"])
+        .expect_code(0);
+    f.run(&["fix", "--systemd-version", "231"]).expect_code(0);
+    let copy = f.read("/etc/systemd/system/docker.service");
+    assert!(
+        copy.windows(6).any(|w| w == b"# caf\xe9"),
+        "{}",
+        lossy(&copy)
+    );
+    f.run(&["revert"]).expect_code(0);
+    assert!(!f.exists("/etc/systemd/system/docker.service"));
+}
+
+#[test]
+fn a_drop_in_systemd_reads_only_in_part_is_applied_up_to_its_bad_line_and_said() {
+    // systemd applies the lines before the bad one, skips the rest of that drop-in, applies
+    // every other drop-in, and the unit loads: dropfix reads it the same way and says so.
+    for (bad, reason) in [
+        (
+            b"[Service]\nEnvironment=X=caf\xe9\nMountFlags=private\n".as_slice(),
+            "UTF-8",
+        ),
+        (
+            b"[Service]\nEnvironment=Y=1\n[Service\nMountFlags=private\n".as_slice(),
+            "section header",
+        ),
+    ] {
+        let f = Fixture::with_docker(SLAVE_UNIT);
+        f.file("/usr/lib/systemd/system/docker.service.d/10-bad.conf", bad);
+        let r = f.run(&["fix", "--systemd-version", "252", "--format", "json"]);
+        r.expect_code(0);
+        let j = r.json();
+        let w = j["units"][0]["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            w.contains("/usr/lib/systemd/system/docker.service.d/10-bad.conf:")
+                && w.contains(reason),
+            "{j}"
         );
+        // The MountFlags=private after the bad line never applies: the vendor's slave does.
+        assert_eq!(j["units"][0]["mount_flags_before"], "slave", "{j}");
+        assert!(f.exists("/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf"));
+        let show = f.run(&["show", "docker", "--format", "json"]).json();
+        let d = show["dropins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["path"] == "/usr/lib/systemd/system/docker.service.d/10-bad.conf")
+            .unwrap()
+            .clone();
+        assert_eq!(d["status"], "partial", "{show}");
+        assert!(!show["warnings"].as_array().unwrap().is_empty());
+        // doctor offline: a problem, never healthy.
+        let r = f.run(&["doctor", "--format", "json"]);
+        r.expect_code(3);
+        let dj = r.json();
+        let ids: Vec<&str> = dj["units"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["id"].as_str())
+            .collect();
+        assert!(ids.contains(&"partial-dropin"), "{dj}");
     }
 }
 
 #[test]
-fn invalid_utf8_only_in_a_comment_is_read_like_systemd_but_never_copied() {
-    // systemd skips comment lines unchecked, so the unit loads and a drop-in fixes it; a full
-    // copy would have to carry the bytes, and dropfix writes only text: refused, naming the line.
-    let f = Fixture::with_docker(b"[Service]\n# caf\xe9\nMountFlags=slave\n".as_slice());
-    f.run(&["fix", "--dry-run", "--systemd-version", "252"])
-        .expect_code(0);
-    assert_refused(
-        &f,
-        &["fix", "--systemd-version", "231"],
-        &["/usr/lib/systemd/system/docker.service:2", "UTF-8"],
-    );
-}
-
-#[test]
-fn drop_in_with_invalid_utf8_is_refused_naming_file_and_line() {
-    let f = Fixture::with_docker(SLAVE_UNIT);
-    f.file(
-        "/usr/lib/systemd/system/docker.service.d/10-bad.conf",
-        b"[Service]\n\xc3\x28=1\n".as_slice(),
-    );
-    assert_refused(
-        &f,
-        &["fix", "--systemd-version", "252"],
-        &["/usr/lib/systemd/system/docker.service.d/10-bad.conf:2"],
+fn a_fragment_systemd_cannot_load_is_a_doctor_problem_never_healthy() {
+    let f = Fixture::with_docker("[Service\nMountFlags=slave\n");
+    let r = f.run(&["doctor", "--format", "json"]);
+    r.expect_code(3);
+    let j = r.json();
+    assert_eq!(j["healthy"], false);
+    let uf = j["units"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == "unit-files")
+        .cloned()
+        .unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(uf["status"], "problem");
+    assert!(
+        uf["summary"]
+            .as_str()
+            .unwrap()
+            .contains("systemd cannot load docker.service"),
+        "{uf}"
     );
 }
 

@@ -27,7 +27,7 @@ fn file_facts(
     };
     let section = crate::effective::exec_section(d.unit.unit_type()).unwrap_or("Service");
     let applied = discover::applied(&d.dropins);
-    let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)?;
+    let sources = discover::parse_discovered(&d, version.map(|v| v.major))?;
     let rule = version.map_or(crate::effective::EmptyAssignment::Resets, |v| {
         crate::effective::EmptyAssignment::for_version(v.major)
     });
@@ -43,6 +43,7 @@ fn file_facts(
     Ok(Some(crate::doctor::FileFacts {
         effective,
         newest_change_us: newest,
+        partial: discover::partial(&sources),
     }))
 }
 

@@ -43,6 +43,8 @@ fn plan_all(
                 ))
             }
         };
+        // A fragment systemd cannot load: say so in its terms before planning anything.
+        discover::parse_discovered(&d, version.map(|v| v.major))?;
         let p = plan::plan_unit(&d, version, strategy)
             .with_context(|| format!("planning {name}"))
             .context(crate::error::Reading(name.to_string()))?;

@@ -53,13 +53,8 @@ pub(super) fn scan(ctx: &Ctx, args: &crate::cli::ScanArgs) -> Result<i32> {
                                 continue; // an alias: its unit is listed under its own name
                             }
                             scanned += 1;
-                            let applied = discover::applied(&d.dropins);
-                            let sources = discover::parse_sources(
-                                &d.fragment.path,
-                                &d.fragment.data,
-                                &applied,
-                            )
-                            .with_context(|| format!("reading {name}"))?;
+                            let sources = discover::parse_discovered(&d, major)
+                                .with_context(|| format!("reading {name}"))?;
                             let eff = crate::effective::merge(&sources, "Service", rule);
                             rows.extend(crate::scan::from_effective(name.as_str(), &eff, major));
                         }

@@ -28,8 +28,8 @@ pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
     let mut mgr = ctx.manager(false, &mut Vec::new())?;
     let version = version_for(root, None, mgr.as_deref_mut())?;
     let d = discover_one(root, &name, version.as_ref())?;
-    let applied = discover::applied(&d.dropins);
-    let sources = discover::parse_sources(&d.fragment.path, &d.fragment.data, &applied)?;
+    let sources = discover::parse_discovered(&d, version.as_ref().map(|v| v.major))?;
+    let partial = discover::partial(&sources);
     let mut all = crate::settings::merge_all(&sources);
     if !wanted.is_empty() {
         all.retain(|s| {
@@ -72,14 +72,28 @@ pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
             all.push(s);
         }
     }
+    let mut dropins = crate::settings::dropin_statuses(&d);
+    for x in dropins.iter_mut() {
+        if let Some(p) = partial.iter().find(|p| p.path == x.path) {
+            x.status = "partial".into();
+            x.reason = Some(format!(
+                "line {}: {}: systemd applies the lines before and skips the rest",
+                p.line, p.reason
+            ));
+        }
+    }
+    let mut names = vec![d.unit.to_string()];
+    names.extend(d.aliases.iter().cloned());
     let report = render::ShowReport {
         command: "show".into(),
         unit: d.unit.to_string(),
+        names,
         fragment: d.fragment.path.clone(),
         live,
         need_daemon_reload: need_reload,
+        warnings: partial.iter().map(|p| p.to_string()).collect(),
         settings: all,
-        dropins: crate::settings::dropin_statuses(&d),
+        dropins,
     };
     match ctx.format {
         Format::Json => print_json(&report)?,
@@ -101,6 +115,8 @@ struct SettingsFacts {
     live: Option<crate::rollout::Live>,
     /// When dropfix's settings drop-in last changed (µs since the epoch), if it exists.
     changed_earlier: Option<u64>,
+    /// Drop-ins systemd reads only in part.
+    warnings: Vec<String>,
 }
 
 /// `set` and `unset`: read, decide, preview, execute, report. dropfix's settings drop-in is
@@ -223,13 +239,14 @@ fn read_settings(
         }),
     };
     let changes: Vec<plan::FileChange> = change.into_iter().collect();
-    let applied_now = discover::applied(&d.dropins);
-    let before = crate::settings::merge_all(&discover::parse_sources(
-        &d.fragment.path,
-        &d.fragment.data,
-        &applied_now,
-    )?);
-    let after = crate::settings::merge_all(&plan::sources_after(&d, &changes)?);
+    let before_sources = discover::parse_discovered(&d, version.as_ref().map(|v| v.major))?;
+    let warnings: Vec<String> = discover::partial(&before_sources)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let before = crate::settings::merge_all(&before_sources);
+    let major = version.as_ref().map(|v| v.major);
+    let after = crate::settings::merge_all(&plan::sources_after(&d, &changes, major)?);
     let value_of = |all: &[crate::settings::Setting], sec: &str, key: &str| {
         all.iter()
             .find(|s| s.section == sec && s.key == key)
@@ -282,6 +299,7 @@ fn read_settings(
         expect,
         live,
         changed_earlier,
+        warnings,
     })
 }
 
@@ -305,6 +323,7 @@ fn settings_report(
             .map(|c| file_report(c, ctx.with_contents))
             .collect(),
         settings: f.report.clone(),
+        warnings: f.warnings.clone(),
         reloaded: false,
         restarted: false,
         job_result: None,
