@@ -42,8 +42,17 @@ pub enum Entry {
 impl Root {
     /// Open a root directory. `/` is the running host.
     pub fn new(path: &Path) -> Result<Self> {
-        let host = fs::canonicalize(path)
+        let canon = fs::canonicalize(path)
             .with_context(|| format!("--root {}: cannot open", path.display()))?;
+        // `/proc/<pid>/root` reads as "/" but the kernel walks it into that process's own
+        // root (a container's): keep the path as given when its canonical form is another
+        // directory, or a container's root would silently be the host's.
+        let host = if same_dir(path, &canon) {
+            canon
+        } else {
+            std::path::absolute(path)
+                .with_context(|| format!("--root {}: cannot open", path.display()))?
+        };
         if !host.is_dir() {
             bail!("--root {}: not a directory", path.display());
         }
@@ -313,6 +322,15 @@ fn components(p: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether two host paths lead to the same directory (device and inode).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// Join an in-root directory and a name.
 pub fn join(dir: &str, name: &str) -> String {
     if dir.ends_with('/') {
@@ -339,6 +357,19 @@ pub fn basename(p: &str) -> &str {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn proc_self_root_is_the_host_and_a_plain_dir_keeps_its_canonical_path() {
+        assert!(Root::new(Path::new("/proc/self/root")).unwrap().is_host());
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("real")).unwrap();
+        symlink("real", t.path().join("link")).unwrap();
+        let r = Root::new(&t.path().join("link")).unwrap();
+        assert_eq!(
+            r.host_root(),
+            fs::canonicalize(t.path().join("real")).unwrap()
+        );
+    }
 
     #[test]
     fn absolute_symlink_is_taken_relative_to_the_root() {

@@ -108,7 +108,8 @@ _nspawn() {
   fi
   # shellcheck disable=SC2206
   args+=(${EXTRA_NSPAWN_ARGS:-})
-  exec systemd-nspawn "${args[@]}" --boot systemd.firstboot=no
+  # show_status=no: with hundreds of units PID 1 can block writing boot status to the console
+  exec systemd-nspawn "${args[@]}" --boot systemd.firstboot=no systemd.show_status=no
 }
 
 # nspawn's first child (the "outer child") exits; PID 1 is the child whose NSpid ends in 1.

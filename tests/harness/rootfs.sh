@@ -9,17 +9,20 @@
 #   rootfs.sh          print the rootfs directory, building it first when it is missing
 #   rootfs.sh --check  print it if it is built; exit 1 if not
 #
-# Built once per machine (about 90 s: debootstrap plus apt inside it, from the Debian mirror)
-# into $DROPFIX_TEST_CACHE (default /var/cache/dropfix-test) and reused: the harness boots it
-# with --volatile=overlay, so containers never change it. A build under way elsewhere is waited
-# for (flock). Bump RECIPE when the package list changes: the old tree is then left unused.
+# Built once per machine (about 90 s: debootstrap plus apt inside it, from the machine's own
+# Debian mirror, see debian-mirror.sh; DEBIAN_MIRROR overrides it) into $DROPFIX_TEST_CACHE
+# (default /var/cache/dropfix-test) and reused: the harness boots it with --volatile=overlay,
+# so containers never change it. A build under way elsewhere is waited for (flock). Bump
+# RECIPE when the package list changes: the old tree is then left unused.
 # Needs root; installs debootstrap when it is missing.
 set -euo pipefail
+
+HERE=$(dirname "$(readlink -f "$0")")
+. "$HERE/debian-mirror.sh"
 
 CACHE=${DROPFIX_TEST_CACHE:-/var/cache/dropfix-test}
 RECIPE=1
 SUITE=bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DIR=$CACHE/rootfs-$SUITE-docker-r$RECIPE
 PACKAGES="docker.io iptables openssh-server busybox-static"
 
@@ -50,8 +53,10 @@ if [ -d "$tmp" ]; then  # a crashed earlier build: its proc mount first, then th
   umount "$tmp/proc" 2>/dev/null || true
   rm -rf "$tmp"
 fi
-log "building $DIR (debootstrap $SUITE, then $PACKAGES); log: $tmp.log"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2 "$SUITE" "$tmp" "$MIRROR" \
+mirror=$(debian_mirror)
+log "building $DIR (debootstrap $SUITE from ${mirror:-the default mirror of debootstrap}, then $PACKAGES); log: $tmp.log"
+# shellcheck disable=SC2086
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2 "$SUITE" "$tmp" $mirror \
   >"$tmp.log" 2>&1 || { tail -n 30 "$tmp.log" >&2; die "debootstrap failed"; }
 log "debootstrap done after $(( $(date +%s) - t0 ))s"
 

@@ -7,7 +7,9 @@
 //! container stops it and fails the test if anything was left behind. Needs root.
 //!
 //! [`Setup::real_docker`] boots a cached Debian rootfs with the real docker.io instead
-//! (tests/harness/rootfs.sh), and [`dropfix_bin`] picks the binary to install (`DROPFIX_BIN`).
+//! (tests/harness/rootfs.sh), [`systemd_rootfs`] one per systemd version for the oracle
+//! (tests/harness/systemd-rootfs.sh), and [`dropfix_bin`] picks the binary to install
+//! (`DROPFIX_BIN`).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::ffi::OsStr;
@@ -49,6 +51,8 @@ pub struct Setup {
     usr_files: Vec<(String, Vec<u8>, u32)>,
     binaries: Vec<(PathBuf, String)>,
     etc_files: Vec<(String, Vec<u8>)>,
+    /// Symlinks under /usr or /etc: (path, link text).
+    links: Vec<(String, String)>,
     rootfs: Option<PathBuf>,
     docker: bool,
 }
@@ -65,6 +69,7 @@ impl Default for Setup {
             )],
             binaries: Vec::new(),
             etc_files: Vec::new(),
+            links: Vec::new(),
             rootfs: None,
             docker: false,
         }
@@ -180,6 +185,19 @@ impl Setup {
         self
     }
 
+    /// A file present in /etc from boot on, with exact bytes (e.g. not UTF-8).
+    pub fn etc_bytes(mut self, path: &str, bytes: &[u8]) -> Self {
+        self.etc_files.push((path.to_string(), bytes.to_vec()));
+        self
+    }
+
+    /// A symlink under /usr or /etc, present from boot on; `target` is the link text as
+    /// written (`../x.service`, `/dev/null`), dangling or not.
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.links.push((path.to_string(), target.to_string()));
+        self
+    }
+
     /// Makes the stand-in daemon fail whenever it runs in PID 1's mount namespace.
     pub fn fail_in_host_ns(self) -> Self {
         self.etc_file(FAIL_IN_HOST_NS_MARKER, "")
@@ -224,6 +242,20 @@ impl Setup {
         fs::create_dir_all(&etc).map_err(|e| format!("creating {}: {e}", etc.display()))?;
         for (path, bytes) in &self.etc_files {
             write_under(&etc, "/etc", path, bytes, 0o644)?;
+        }
+        for (path, target) in &self.links {
+            let (dir, top) = if path.starts_with("/usr/") {
+                (&usr, "/usr")
+            } else {
+                (&etc, "/etc")
+            };
+            let rel = Path::new(path)
+                .strip_prefix(top)
+                .map_err(|_| format!("{path} is not under /usr or /etc"))?;
+            let link = dir.join(rel);
+            mkdir_for(&link)?;
+            std::os::unix::fs::symlink(target, &link)
+                .map_err(|e| format!("linking {}: {e}", link.display()))?;
         }
         Ok(())
     }
@@ -621,6 +653,25 @@ pub fn docker_rootfs() -> PathBuf {
     assert!(
         out.status.success(),
         "{} failed ({}); it needs root and the Debian mirror:\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The cached minimal Debian rootfs of `suite` (bullseye, bookworm or trixie: systemd 247, 252,
+/// 257) from tests/harness/systemd-rootfs.sh, built when missing (one to two minutes once per
+/// machine). Panics if it cannot be had: a live test never skips.
+pub fn systemd_rootfs(suite: &str) -> PathBuf {
+    let script = harness_script().with_file_name("systemd-rootfs.sh");
+    let out = Command::new(&script)
+        .arg(suite)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {suite} failed ({}); it needs root and a Debian mirror:\n{}",
         script.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)
