@@ -10,7 +10,23 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Alias names by the unit name they point to.
-type AliasMap = HashMap<String, Vec<String>>;
+/// systemd's unit name map (`unit_file_build_name_map()`, src/shared/unit-file.c): what each
+/// name on the search path stands for, the first directory holding the name winning.
+#[derive(Debug, Default)]
+struct NameMap {
+    ids: HashMap<String, Id>,
+}
+
+/// One entry of the name map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Id {
+    /// A unit file, or the link of a linked unit (in-root path of the name in its directory).
+    Path(String),
+    /// An alias: a link to another name inside the search path (the target's basename).
+    Alias(String),
+    /// A link to /dev/null.
+    Masked(String),
+}
 
 /// Listings and file types read once and shared by every unit looked up, so scanning
 /// thousands of units costs one `readdir` per directory instead of one per unit.
@@ -19,7 +35,7 @@ pub struct Index<'a> {
     dirs: Vec<SearchDir>,
     listings: RefCell<HashMap<String, Rc<Vec<String>>>>,
     entries: RefCell<HashMap<String, Entry>>,
-    aliases: RefCell<Option<Rc<AliasMap>>>,
+    names: RefCell<Option<Rc<NameMap>>>,
     resolved: RefCell<Option<Rc<Vec<String>>>>,
 }
 
@@ -31,7 +47,7 @@ impl<'a> Index<'a> {
             dirs: dirs.to_vec(),
             listings: RefCell::new(HashMap::new()),
             entries: RefCell::new(HashMap::new()),
-            aliases: RefCell::new(None),
+            names: RefCell::new(None),
             resolved: RefCell::new(None),
         }
     }
@@ -128,34 +144,121 @@ impl<'a> Index<'a> {
         Ok(out.into_iter().collect())
     }
 
-    /// Alias symlinks by the unit name they point to, built once.
-    fn alias_map(&self) -> Result<Rc<AliasMap>> {
-        if let Some(m) = self.aliases.borrow().as_ref() {
+    /// What a symlink named `name` in search directory `dir` is to systemd
+    /// (`unit_file_resolve_symlink()`): the link text is made absolute and `.`/`..` removed
+    /// without following the last component (it need not exist); a target inside the search
+    /// path (at any depth) makes an alias of the target's basename, anything else a linked unit.
+    fn classify_link(&self, dir: &str, name: &str, target: &std::path::Path) -> Result<LinkKind> {
+        if is_dev_null(target) {
+            return Ok(LinkKind::Masked);
+        }
+        let text = target.to_string_lossy();
+        let joined = if text.starts_with('/') {
+            text.into_owned()
+        } else {
+            join(dir, &text)
+        };
+        let lexical = normalize(&joined);
+        let simplified = match self.root.resolve(parent(&lexical)) {
+            Ok(p) => join(&p, basename(&lexical)),
+            Err(_) => lexical.clone(),
+        };
+        let resolved = self.resolved_dirs()?;
+        let inside = self
+            .dirs
+            .iter()
+            .map(|d| d.path.as_str())
+            .chain(resolved.iter().map(String::as_str))
+            .any(|d| under(&simplified, d) || under(&lexical, d));
+        if !inside {
+            return Ok(LinkKind::Linked);
+        }
+        let target_name = basename(&simplified).to_string();
+        if target_name == name {
+            return Ok(LinkKind::SelfLink);
+        }
+        if !alias_compatible(name, &target_name) {
+            return Ok(LinkKind::Invalid);
+        }
+        Ok(LinkKind::Alias(target_name))
+    }
+
+    /// The name map, built once.
+    fn name_map(&self) -> Result<Rc<NameMap>> {
+        if let Some(m) = self.names.borrow().as_ref() {
             return Ok(m.clone());
         }
-        let mut m: AliasMap = HashMap::new();
+        let mut ids: HashMap<String, Id> = HashMap::new();
         for d in &self.dirs {
             let names = self.list_dir(&d.path)?;
             for n in names.iter() {
-                if UnitName::parse(n).is_err() {
+                if unitname::check(n, true).is_err() || ids.contains_key(n) {
                     continue;
                 }
-                if let Entry::Symlink(t) = self.entry(&join(&d.path, n))? {
-                    let Some(tb) = t.file_name().and_then(|s| s.to_str()) else {
-                        continue;
-                    };
-                    if tb != n {
-                        let v = m.entry(tb.to_string()).or_default();
-                        if !v.contains(n) {
-                            v.push(n.clone());
-                        }
-                    }
-                }
+                let path = join(&d.path, n);
+                let id = match self.entry(&path)? {
+                    Entry::Missing | Entry::Dir => continue,
+                    Entry::Symlink(t) => match self.classify_link(&d.path, n, &t)? {
+                        LinkKind::Masked => Id::Masked(path),
+                        LinkKind::Alias(to) => Id::Alias(to),
+                        LinkKind::Linked => Id::Path(path),
+                        // A link to its own name inside the search path, or an alias systemd
+                        // refuses: the name stays free for lower directories.
+                        LinkKind::SelfLink | LinkKind::Invalid => continue,
+                    },
+                    Entry::File => Id::Path(path),
+                };
+                ids.insert(n.clone(), id);
             }
         }
-        let m = Rc::new(m);
-        *self.aliases.borrow_mut() = Some(m.clone());
+        let m = Rc::new(NameMap { ids });
+        *self.names.borrow_mut() = Some(m.clone());
         Ok(m)
+    }
+
+    /// `unit_ids_map_get()`: follow aliases to a unit file (or a mask), at most 8 hops.
+    fn lookup(&self, name: &str) -> Result<Option<Id>> {
+        let m = self.name_map()?;
+        let mut id = name.to_string();
+        for _ in 0..8 {
+            match m.ids.get(&id) {
+                None => return Ok(None),
+                Some(Id::Alias(to)) => id = to.clone(),
+                Some(other) => return Ok(Some(other.clone())),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The names that stand for the unit file named `dst` (the inverse of the name map), as
+    /// systemd builds it: every name whose aliases end at a file called `dst`; a name that is
+    /// an instance linked to a template counts for that instance of the template (v248+).
+    fn names_for(&self, dst: &str, instance_aliases: bool) -> Result<Vec<String>> {
+        let m = self.name_map()?;
+        let mut out = Vec::new();
+        let mut srcs: Vec<&String> = m.ids.keys().collect();
+        srcs.sort();
+        for src in srcs {
+            let Some(Id::Path(p)) = self.lookup(src)? else {
+                continue;
+            };
+            let mut d = basename(&p).to_string();
+            if d != *src && self.root.read(&p).map(|x| x.is_empty()).unwrap_or(true) {
+                continue; // an alias of an empty (masked) file names nothing
+            }
+            if is_template(&d) {
+                if let Some(inst) = instance_of(src) {
+                    if !instance_aliases {
+                        continue; // before v248 such a link names nothing
+                    }
+                    d = with_instance(&d, inst);
+                }
+            }
+            if d == dst {
+                out.push(src.clone());
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -334,49 +437,127 @@ pub fn discover_in(
     version: Option<u32>,
 ) -> Result<std::result::Result<Discovered, Missing>> {
     let dirs = ix.dirs();
-    let mut primary = name.clone();
+    let instance_aliases = version.is_none_or(|v| v >= 248);
+    // The name as asked for, then each alias in turn (an alias from an instance to a
+    // template continues with that template's instance), and for an instance whose name has
+    // no file, its template the same way.
+    let mut current = name.as_str().to_string();
     let mut fragment = None;
-    for _ in 0..8 {
-        match find_fragment(ix, primary.as_str())? {
+    let mut primary = name.clone();
+    let mut tried_template = false;
+    for _ in 0..16 {
+        match find_fragment(ix, &current)? {
             FragmentLookup::Found(f) => {
                 fragment = Some(f);
                 break;
             }
             FragmentLookup::Alias(to) => {
-                primary = UnitName::parse(&to)
-                    .map_err(|e| anyhow::anyhow!("{name} is an alias of '{to}', which is {e}"))?;
+                current = match instance_of(&current) {
+                    Some(inst) if is_template(&to) && !is_template(&current) => {
+                        with_instance(&to, inst)
+                    }
+                    _ => to,
+                };
             }
             FragmentLookup::Masked(p) => return Ok(Err(Missing::Masked(p))),
             FragmentLookup::NotFound => {
-                // An instance falls back to its template's fragment.
-                if let Some(t) = primary.template() {
-                    match find_fragment(ix, &t)? {
-                        FragmentLookup::Found(f) => {
-                            fragment = Some(f);
-                            break;
-                        }
-                        FragmentLookup::Masked(p) => return Ok(Err(Missing::Masked(p))),
-                        _ => {}
+                // An instance falls back to its template's fragment (aliases followed).
+                let template = UnitName::parse(&current).ok().and_then(|n| n.template());
+                match template {
+                    Some(t) if !tried_template => {
+                        tried_template = true;
+                        current = t;
                     }
+                    _ => return Ok(Err(Missing::NotFound)),
                 }
-                return Ok(Err(Missing::NotFound));
             }
         }
     }
     let Some(fragment) = fragment else {
         bail!("{name}: alias chain too long");
     };
-    let aliases = ix
-        .alias_map()?
-        .get(primary.as_str())
-        .cloned()
-        .unwrap_or_default();
+    // The unit is the one its fragment is named after (an instance of it for a template).
+    let frag_name = basename(&fragment.path).to_string();
+    let inst = instance_of(name.as_str())
+        .map(str::to_string)
+        .or_else(|| instance_of(&current).map(str::to_string));
+    let id = match (&inst, is_template(&frag_name)) {
+        (Some(i), true) => with_instance(&frag_name, i),
+        _ => frag_name.clone(),
+    };
+    if let Ok(n) = UnitName::parse(&id) {
+        primary = n;
+    }
+    // Every name of the unit (`add_names()`): the name asked for and its aliases, then the
+    // fragment's name and its aliases, each template alias made an instance of this one.
+    let mut names: Vec<String> = Vec::new();
+    let add = |n: String, names: &mut Vec<String>| {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    // Before v248 an instance linked to a template is not a name of that instance (pinned by
+    // the oracle: 247 leaves pb@x.service out of p@x.service's names and drop-ins).
+    let instance_alias_asked = instance_of(name.as_str()).is_some()
+        && matches!(ix.name_map()?.ids.get(name.as_str()), Some(Id::Alias(to)) if is_template(to));
+    for base in [name.as_str().to_string(), frag_name.clone()] {
+        if !instance_aliases && instance_alias_asked && base == name.as_str() {
+            continue;
+        }
+        let own = match (&inst, is_template(&base)) {
+            (Some(i), true) => with_instance(&base, i),
+            _ => base.clone(),
+        };
+        if UnitName::parse(&own).is_ok() {
+            add(own, &mut names);
+        }
+        for alias in ix.names_for(&base, instance_aliases)? {
+            let n = match (&inst, is_template(&alias)) {
+                (Some(i), true) => {
+                    let n = with_instance(&alias, i);
+                    // An instance with a fragment of its own elsewhere is not an alias.
+                    if let Some(Id::Path(p)) = ix.lookup(&n)? {
+                        if basename(&p) != frag_name {
+                            continue;
+                        }
+                    }
+                    n
+                }
+                _ => alias,
+            };
+            if UnitName::parse(&n).is_ok() {
+                add(n, &mut names);
+            }
+        }
+    }
+    let aliases: Vec<String> = names
+        .into_iter()
+        .filter(|n| n != primary.as_str())
+        .collect();
     let dropin_dirs = dropin_dirs(dirs, &primary, &aliases, version);
     let mut dropins = Vec::new();
     let mut skipped = Vec::new();
     for (order, (dir, rank)) in dropin_dirs.iter().enumerate() {
-        if !matches!(ix.entry(dir)?, Entry::Dir | Entry::Symlink(_)) {
-            continue;
+        match ix.entry(dir)? {
+            Entry::Dir => {}
+            // systemd 250 and later open a symlinked drop-in directory through its link text
+            // taken from / (PID 1's working directory): an absolute link is followed, a relative
+            // one only where it happens to resolve from / (pinned by the oracle: 247 reads
+            // relative links, 252 and 257 do not).
+            Entry::Symlink(t) => {
+                let text = t.to_string_lossy();
+                if version.is_none_or(|v| v >= 250) && !text.starts_with('/') {
+                    let from_root = normalize(&format!("/{text}"));
+                    if !matches!(ix.root().entry(&from_root)?, Entry::Dir) {
+                        skipped.push((
+                            dir.clone(),
+                            format!("a relative link ({text}) that does not resolve from /: systemd does not read it"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            _ => continue,
         }
         for f in ix.list_dir(dir)?.iter() {
             if !f.ends_with(".conf") {
@@ -399,9 +580,21 @@ pub fn discover_in(
                     let real = ix.resolve(&path)?;
                     match ix.root().entry(&real)? {
                         Entry::File => {}
+                        // A dangling link is listed and hides same-named drop-ins below it,
+                        // but sets nothing (systemd cannot read it).
+                        Entry::Missing => {
+                            dropins.push(DropIn {
+                                path,
+                                rank: *rank,
+                                order,
+                                masked: true,
+                                data: Vec::new(),
+                            });
+                            continue;
+                        }
                         _ => {
-                            // Dangling or a directory: systemd skips it with a warning.
-                            skipped.push((path, "a dangling link or not a file".to_string()));
+                            skipped
+                                .push((path, "a link to something other than a file".to_string()));
                             continue;
                         }
                     }
@@ -439,6 +632,83 @@ fn is_dev_null(target: &std::path::Path) -> bool {
     target == std::path::Path::new("/dev/null")
 }
 
+/// What a symlink in a search directory is to systemd.
+enum LinkKind {
+    /// To /dev/null.
+    Masked,
+    /// To another name inside the search path.
+    Alias(String),
+    /// To its own name inside the search path: ignored.
+    SelfLink,
+    /// An alias systemd refuses (another type, or template and plain names mixed).
+    Invalid,
+    /// To a file outside the search path (`systemctl link`).
+    Linked,
+}
+
+/// `/a/./b/../c` -> `/a/c`, lexically.
+fn normalize(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Is `path` inside directory `dir` (at any depth)?
+fn under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+}
+
+fn is_template(name: &str) -> bool {
+    name.rsplit_once('.')
+        .and_then(|(stem, _)| stem.split_once('@'))
+        .is_some_and(|(_, i)| i.is_empty())
+}
+
+fn instance_of(name: &str) -> Option<&str> {
+    let (stem, _) = name.rsplit_once('.')?;
+    let (_, i) = stem.split_once('@')?;
+    (!i.is_empty()).then_some(i)
+}
+
+/// `foo@.service` + `x` -> `foo@x.service`.
+fn with_instance(template: &str, instance: &str) -> String {
+    match template.split_once("@.") {
+        Some((p, ty)) => format!("{p}@{instance}.{ty}"),
+        None => template.to_string(),
+    }
+}
+
+/// `unit_validate_alias_symlink_or_warn()`: the same type; a template only to a template; a
+/// plain name only to a plain name; an instance to an instance or a template.
+fn alias_compatible(name: &str, target: &str) -> bool {
+    let ty = |n: &str| n.rsplit_once('.').map(|(_, t)| t.to_string());
+    if ty(name) != ty(target) || unitname::check(target, true).is_err() {
+        return false;
+    }
+    let kind = |n: &str| {
+        if is_template(n) {
+            2
+        } else if instance_of(n).is_some() {
+            1
+        } else {
+            0
+        }
+    };
+    matches!(
+        (kind(name), kind(target)),
+        (0, 0) | (2, 2) | (1, 1) | (1, 2)
+    )
+}
+
 fn find_fragment(ix: &Index, name: &str) -> Result<FragmentLookup> {
     let root = ix.root();
     let mut found: Option<Fragment> = None;
@@ -453,27 +723,20 @@ fn find_fragment(ix: &Index, name: &str) -> Result<FragmentLookup> {
             continue;
         }
         let link = match &entry {
-            Entry::Symlink(t) if is_dev_null(t) => return Ok(FragmentLookup::Masked(path)),
-            Entry::Symlink(_) => {
-                let real = root.resolve(&path)?;
-                if root.entry(&real)? != Entry::File {
-                    bail!("{path}: symlink points to {real}, which is not a file");
-                }
-                let real_dir = root.resolve(parent(&real))?;
-                let in_search_path = ix.resolved_dirs()?.contains(&real_dir);
-                let target_name = basename(&real).to_string();
-                if in_search_path && target_name != name {
-                    if unitname::check(&target_name, true).is_err() {
-                        bail!("{path}: alias to '{target_name}', which is not a valid unit name");
+            Entry::Symlink(t) => match ix.classify_link(&d.path, name, t)? {
+                LinkKind::Masked => return Ok(FragmentLookup::Masked(path)),
+                LinkKind::Alias(to) => return Ok(FragmentLookup::Alias(to)),
+                // systemd ignores a link to its own name inside the search path (and an alias
+                // it refuses): the name is looked for further down.
+                LinkKind::SelfLink | LinkKind::Invalid => continue,
+                LinkKind::Linked => {
+                    let real = root.resolve(&path)?;
+                    if root.entry(&real)? != Entry::File {
+                        bail!("{path}: symlink points to {real}, which is not a file");
                     }
-                    return Ok(FragmentLookup::Alias(target_name));
-                }
-                if in_search_path {
-                    Link::SameName(real)
-                } else {
                     Link::Linked(real)
                 }
-            }
+            },
             _ => Link::None,
         };
         let data = root.read(&path)?;
@@ -726,13 +989,34 @@ pub fn parse_sources_with(
 /// fragment it refuses is "systemd cannot load UNIT: path:line: reason".
 pub fn parse_discovered(d: &Discovered, major: Option<u32>) -> Result<Vec<Source>> {
     let applied = applied(&d.dropins);
-    parse_sources_with(
+    let sources = parse_sources_with(
         &d.fragment.path,
         &d.fragment.data,
         &applied,
         syntax::Rules::for_version(major),
     )
-    .context(CannotLoad(d.unit.to_string()))
+    .context(CannotLoad(d.unit.to_string()))?;
+    if d.unit.unit_type() == "service" {
+        // service_verify(): a service with neither ExecStart=, ExecStop= nor SuccessAction=
+        // is refused (LoadState=bad-setting).
+        let all = crate::settings::merge_all(&sources);
+        let has = |sec: &str, key: &str| {
+            all.iter()
+                .any(|s| s.section == sec && s.key == key && !s.value.is_empty())
+        };
+        if !(has("Service", "ExecStart")
+            || has("Service", "ExecStop")
+            || has("Unit", "SuccessAction"))
+        {
+            return Err(anyhow::Error::new(crate::error::FileError {
+                path: d.fragment.path.clone(),
+                line: None,
+                message: "the service has no ExecStart=, ExecStop= or SuccessAction=, so systemd refuses it (LoadState=bad-setting)".into(),
+            }))
+            .context(CannotLoad(d.unit.to_string()));
+        }
+    }
+    Ok(sources)
 }
 
 /// Read a file as text, refusing bytes that are not UTF-8 with the file and line they are on

@@ -84,6 +84,12 @@ pub fn merge_all(sources: &[Source]) -> Vec<Setting> {
             });
             let (current, overridden, last) = entry;
             match directives::merge_kind(&a.key) {
+                // A value systemd's parser rejects is ignored with a warning, and the value
+                // before it stays (e.g. `MountFlags=Slave`).
+                Merge::Single if directives::check_value(&a.key, &a.value).is_err() => {
+                    overridden.push(c.clone());
+                    continue;
+                }
                 Merge::Single => {
                     overridden.append(current);
                     if !a.value.is_empty() {
@@ -138,7 +144,16 @@ pub fn merge_all(sources: &[Source]) -> Vec<Setting> {
 pub fn dropin_statuses(d: &Discovered) -> Vec<DropInStatus> {
     let applied = discover::applied(&d.dropins);
     let mut out = Vec::new();
-    for x in &d.dropins {
+    // In the order systemd applies them: by file name across all directories, each name's
+    // winner first and the files it hides after it.
+    let mut sorted: Vec<&discover::DropIn> = d.dropins.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.basename()
+            .as_bytes()
+            .cmp(b.basename().as_bytes())
+            .then(a.order.cmp(&b.order))
+    });
+    for x in sorted {
         let is_applied = applied.iter().any(|a| a.path == x.path);
         let (status, reason) = if let Some(by) = discover::hidden_by(&d.dropins, x) {
             let why = if by.masked {

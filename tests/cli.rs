@@ -848,15 +848,17 @@ fn fragment_with_an_invalid_section_header_is_refused_naming_file_and_line() {
 
 #[test]
 fn fragment_with_invalid_utf8_cannot_be_loaded_from_systemd_239_but_is_read_before() {
-    let f =
-        Fixture::with_docker(b"[Service]\nMountFlags=slave\nEnvironment=A=\xff\xfe\n".as_slice());
+    let f = Fixture::with_docker(
+        b"[Service]\nExecStart=/usr/bin/dockerd\nMountFlags=slave\nEnvironment=A=\xff\xfe\n"
+            .as_slice(),
+    );
     // v239+: the line is fatal for the file, so systemd cannot load the unit at all.
     let line = assert_refused(
         &f,
         &["fix", "--systemd-version", "252"],
         &[
             "systemd cannot load docker.service",
-            "/usr/lib/systemd/system/docker.service:3",
+            "/usr/lib/systemd/system/docker.service:4",
             "UTF-8",
         ],
     );
@@ -869,7 +871,7 @@ fn fragment_with_invalid_utf8_cannot_be_loaded_from_systemd_239_but_is_read_befo
         .json();
     assert_eq!(j["error"]["unit"], "docker.service", "{j}");
     assert_eq!(j["error"]["path"], "/usr/lib/systemd/system/docker.service");
-    assert_eq!(j["error"]["line"], 3);
+    assert_eq!(j["error"]["line"], 4);
     // 231 loads it (only some value parsers check UTF-8): the full copy keeps those bytes
     // verbatim, and only the MountFlags line changes.
     f.run(&["fix", "--systemd-version", "231"]).expect_code(0);
@@ -886,7 +888,9 @@ fn fragment_with_invalid_utf8_cannot_be_loaded_from_systemd_239_but_is_read_befo
 fn invalid_utf8_only_in_a_comment_is_read_like_systemd_and_copied_verbatim() {
     // systemd skips comment lines unchecked, so the unit loads; a drop-in fixes it on 252, and
     // a full copy on 231 carries the comment's bytes as they are.
-    let f = Fixture::with_docker(b"[Service]\n# caf\xe9\nMountFlags=slave\n".as_slice());
+    let f = Fixture::with_docker(
+        b"[Service]\nExecStart=/usr/bin/dockerd\n# caf\xe9\nMountFlags=slave\n".as_slice(),
+    );
     f.run(&["fix", "--dry-run", "--systemd-version", "252"])
         .expect_code(0);
     f.run(&["fix", "--systemd-version", "231"]).expect_code(0);
@@ -957,7 +961,7 @@ fn a_drop_in_systemd_reads_only_in_part_is_applied_up_to_its_bad_line_and_said()
 
 #[test]
 fn a_fragment_systemd_cannot_load_is_a_doctor_problem_never_healthy() {
-    let f = Fixture::with_docker("[Service\nMountFlags=slave\n");
+    let f = Fixture::with_docker("[Service\nExecStart=/usr/bin/dockerd\nMountFlags=slave\n");
     let r = f.run(&["doctor", "--format", "json"]);
     r.expect_code(3);
     let j = r.json();

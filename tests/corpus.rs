@@ -84,6 +84,28 @@ fn check_root(f: &Fixture, version: &str) -> Result<Outcome, String> {
     let v: u32 = version.parse().expect("a version number");
     let model = effective_mount_flags(f.path(), "docker.service", v);
     let r = f.run(&["fix", "--format", "json", "--systemd-version", version]);
+    if r.code == 1 {
+        // A "unit" without ExecStart=, ExecStop= or SuccessAction= (a drop-in, socket or target
+        // file from the corpus used as docker.service): systemd refuses it (bad-setting).
+        let data =
+            std::fs::read(f.host("/usr/lib/systemd/system/docker.service")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&data);
+        let runs_something = text.lines().map(str::trim).any(|l| {
+            ["ExecStart=", "ExecStop=", "SuccessAction="]
+                .iter()
+                .any(|k| l.starts_with(k) && l.len() > k.len())
+        });
+        if !runs_something
+            && r.stdout.contains("systemd cannot load docker.service")
+            && r.stdout.contains("no ExecStart=")
+        {
+            let d = before.differences(&f.snapshot(), true);
+            if !d.is_empty() {
+                return Err(format!("refused, yet the tree changed:\n{d}{r}"));
+            }
+            return Ok(Outcome::CannotLoad);
+        }
+    }
     if r.code == 1 && v < 243 {
         let j: serde_json::Value =
             serde_json::from_str(&r.stdout).map_err(|e| format!("bad JSON: {e}\n{r}"))?;
