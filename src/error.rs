@@ -61,6 +61,18 @@ pub fn unit(unit: impl Into<String>, message: impl Into<String>) -> anyhow::Erro
     })
 }
 
+/// An error already described: carried as it is (its unit, path and line kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported(pub ErrorReport);
+
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for Reported {}
+
 /// An error for JSON: the whole message, and the unit, path and line where known.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorReport {
@@ -77,6 +89,9 @@ pub struct ErrorReport {
 impl ErrorReport {
     /// From any error, with the typed facts found along its chain.
     pub fn from_error(e: &anyhow::Error) -> Self {
+        if let Some(Reported(r)) = e.downcast_ref::<Reported>() {
+            return r.clone();
+        }
         let mut r = ErrorReport {
             message: format!("{e:#}"),
             unit: None,

@@ -131,6 +131,8 @@ pub struct UnitReport {
     pub job_result: Option<String>,
     /// Live: the checks after the fix, with evidence.
     pub verify: Option<VerifyReport>,
+    /// Why this unit cannot be fixed (null when it can); the other units are still fixed.
+    pub error: Option<crate::error::ErrorReport>,
 }
 
 /// Checks after a live fix.

@@ -6,51 +6,60 @@ use crate::manager::LoadState;
 use crate::rollout::{FixUnit, Live, Rollout, Why};
 
 /// Discover and plan every unit.
-fn plan_all(
+/// Discover and plan one unit; `Ok(None)` for an optional unit that is absent or masked.
+fn plan_one(
     root: &Root,
     dirs: &[SearchDir],
-    units: &[UnitName],
+    name: &UnitName,
     explicit: bool,
     version: Option<&Version>,
     strategy: Option<Strategy>,
-) -> Result<Vec<UnitPlan>> {
-    let mut plans = Vec::new();
-    for name in units {
-        let found = discover::discover(root, dirs, name, version.map(|v| v.major))
-            .context(crate::error::Reading(name.to_string()))?;
-        let d = match found {
-            Ok(d) => d,
-            // early-docker.service is only looked for: absent or masked, it is left alone.
-            Err(Missing::NotFound | Missing::Masked(_))
-                if !explicit && name.as_str() != "docker.service" =>
-            {
-                continue
-            }
-            Err(Missing::NotFound) => {
-                return Err(crate::error::unit(
-                    name.as_str(),
-                    format!(
-                        "unit not found in {} (searched {})",
-                        root_label(root),
-                        dirs.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(" ")
-                    ),
-                ))
-            }
-            Err(Missing::Masked(p)) => {
-                return Err(crate::error::unit(
-                    name.as_str(),
-                    format!("unit is masked ({p} is empty or links to /dev/null); unmask it before fixing it"),
-                ))
-            }
-        };
-        // A fragment systemd cannot load: say so in its terms before planning anything.
-        discover::parse_discovered(&d, version.map(|v| v.major))?;
-        let p = plan::plan_unit(&d, version, strategy)
-            .with_context(|| format!("planning {name}"))
-            .context(crate::error::Reading(name.to_string()))?;
-        plans.push(p);
+) -> Result<Option<UnitPlan>> {
+    if crate::effective::exec_section(name.unit_type()).is_none() {
+        return Err(crate::error::unit(
+            name.as_str(),
+            format!(
+                "a .{} unit has no MountFlags= (only services, sockets, mounts and swaps do)",
+                name.unit_type()
+            ),
+        ));
     }
-    Ok(plans)
+    let found = discover::discover(root, dirs, name, version.map(|v| v.major))
+        .context(crate::error::Reading(name.to_string()))?;
+    let d = match found {
+        Ok(d) => d,
+        // early-docker.service is only looked for: absent or masked, it is left alone.
+        Err(Missing::NotFound | Missing::Masked(_))
+            if !explicit && name.as_str() != "docker.service" =>
+        {
+            return Ok(None)
+        }
+        Err(Missing::NotFound) => {
+            return Err(crate::error::unit(
+                name.as_str(),
+                format!(
+                    "unit not found in {} (searched {})",
+                    root_label(root),
+                    dirs.iter()
+                        .map(|d| d.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ))
+        }
+        Err(Missing::Masked(p)) => return Err(crate::error::unit(
+            name.as_str(),
+            format!(
+                "unit is masked ({p} is empty or links to /dev/null); unmask it before fixing it"
+            ),
+        )),
+    };
+    // A fragment systemd cannot load: say so in its terms before planning anything.
+    discover::parse_discovered(&d, version.map(|v| v.major))?;
+    let p = plan::plan_unit(&d, version, strategy)
+        .with_context(|| format!("planning {name}"))
+        .context(crate::error::Reading(name.to_string()))?;
+    Ok(Some(p))
 }
 
 fn unit_report(p: &UnitPlan, with_contents: bool) -> UnitReport {
@@ -76,6 +85,28 @@ fn unit_report(p: &UnitPlan, with_contents: bool) -> UnitReport {
         restarted: false,
         job_result: None,
         verify: None,
+        error: None,
+    }
+}
+
+/// A unit that cannot be fixed, in the report beside the others.
+fn failed_report(unit: &str, e: &ErrorReport) -> UnitReport {
+    UnitReport {
+        unit: unit.to_string(),
+        strategy: "none".into(),
+        systemd_version: None,
+        systemd_version_source: None,
+        mount_flags_before: String::new(),
+        mount_flags_after: String::new(),
+        mount_flags_source: None,
+        warnings: Vec::new(),
+        notes: Vec::new(),
+        files: Vec::new(),
+        active_state: None,
+        restarted: false,
+        job_result: None,
+        verify: None,
+        error: Some(e.clone()),
     }
 }
 
@@ -151,6 +182,8 @@ fn compare_with_systemd(
 /// What `fix` reads before it decides.
 struct Facts {
     plans: Vec<UnitPlan>,
+    /// Units that cannot be fixed, each on its own: the others still are.
+    failed: Vec<(String, ErrorReport)>,
     /// Per plan, what systemd and /proc say (None offline).
     live: Vec<Option<Live>>,
     /// `--link-ip-netns` changes.
@@ -178,10 +211,13 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     let facts = read(ctx, args, mgr.as_deref_mut())?;
     let rollout = crate::rollout::decide_fix(&fix_units(&facts), &facts.netns);
     let mut report = preview_report(ctx, &facts, &rollout, mgr.is_some(), notes);
+    let unit_failed = !facts.failed.is_empty();
     if preview {
         report.impact = execute::impact(ctx, &rollout.restart_units());
         ctx.out_fix(&report)?;
-        return Ok(if args.check && report.changed {
+        return Ok(if unit_failed {
+            1
+        } else if args.check && report.changed {
             EXIT_PENDING
         } else {
             0
@@ -196,7 +232,7 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     let outcome = execute::execute(ctx, mgr.as_deref_mut(), &rollout, &flags);
     finish(&mut report, &facts, &outcome);
     ctx.out_fix(&report)?;
-    Ok(outcome.exit())
+    Ok(if unit_failed { 1 } else { outcome.exit() })
 }
 
 /// Read the files, systemd and /proc: everything the decision needs.
@@ -211,8 +247,10 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
     let version = version_for(root, args.systemd_version, mgr.as_deref_mut())?;
     let dirs = discover::search_path(root)?;
 
-    // Ask systemd first: what it has loaded decides what exists, is masked, and runs.
+    // Ask systemd first: what it has loaded decides what exists, is masked, and runs. Each
+    // unit is handled on its own: one that cannot be fixed does not stop the others.
     let mut states: Vec<UnitState> = Vec::new();
+    let mut failed: Vec<(String, ErrorReport)> = Vec::new();
     if let Some(m) = mgr {
         let mut keep = Vec::new();
         for u in &units {
@@ -220,19 +258,23 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
                 .unit(u.as_str())
                 .with_context(|| format!("asking systemd about {u}"))?;
             let optional = !explicit && u.as_str() != "docker.service";
-            match st.load_state {
+            let refused = match st.load_state {
                 LoadState::Masked | LoadState::NotFound if optional => continue,
-                LoadState::Masked => return Err(crate::error::unit(
+                LoadState::Masked => Some(crate::error::unit(
                     u.as_str(),
                     "unit is masked (systemd reports LoadState=masked); unmask it before fixing it",
                 )),
                 LoadState::NotFound if !discover::exists(root, &dirs, u.as_str())? => {
-                    return Err(crate::error::unit(
+                    Some(crate::error::unit(
                         u.as_str(),
                         "unit not found (systemd reports LoadState=not-found)",
                     ))
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(e) = refused {
+                failed.push((u.to_string(), ErrorReport::from_error(&e)));
+                continue;
             }
             keep.push(u.clone());
             states.push(st);
@@ -240,7 +282,19 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
         units = keep;
     }
 
-    let mut plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
+    let mut plans = Vec::new();
+    for u in &units {
+        match plan_one(root, &dirs, u, explicit, version.as_ref(), strategy) {
+            Ok(Some(p)) => plans.push(p),
+            Ok(None) => {}
+            Err(e) => failed.push((u.to_string(), ErrorReport::from_error(&e))),
+        }
+    }
+    // One unit asked for and it cannot be fixed: that is the whole answer, one line.
+    if plans.is_empty() && failed.len() == 1 && !explicit_many(&args.units) {
+        let (_, e) = failed.remove(0);
+        return Err(crate::error::Reported(e).into());
+    }
     let mut live = Vec::new();
     for p in plans.iter_mut() {
         let st = states
@@ -269,7 +323,17 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
     } else {
         Vec::new()
     };
-    Ok(Facts { plans, live, netns })
+    Ok(Facts {
+        plans,
+        failed,
+        live,
+        netns,
+    })
+}
+
+/// More than one unit named on the command line.
+fn explicit_many(units: &[String]) -> bool {
+    units.len() > 1
 }
 
 fn fix_units(f: &Facts) -> Vec<FixUnit> {
@@ -317,6 +381,7 @@ fn preview_report(
             ));
         }
     }
+    units.extend(f.failed.iter().map(|(u, e)| failed_report(u, e)));
     let mut actions = Vec::new();
     if r.reload && (live_mode || !r.writes.is_empty()) {
         actions.push("daemon-reload".to_string());

@@ -224,6 +224,9 @@ impl Ctx {
         }
     }
     fn out_fix(&self, r: &FixReport) -> Result<()> {
+        for u in &r.units {
+            say_error(u.error.as_ref());
+        }
         say_error(r.error.as_ref());
         // A text run that failed before doing anything says so in its one error line.
         if self.format == Format::Text && r.error.is_some() && !r.changed && !r.reloaded {
