@@ -4,8 +4,26 @@
 use super::*;
 use crate::manager::LoadState;
 use crate::rollout::{FixUnit, Live, Rollout, Why};
+use crate::update::{self, Maker};
 
-/// Discover and plan every unit.
+/// Who made the copy at `path`: dropfix (with what it was made from), an older dropfix (what
+/// it wrote), or someone else.
+pub(super) fn maker<'a>(manifest: Option<&'a state::Manifest>, path: &str) -> Maker<'a> {
+    match manifest {
+        Some(m) => match (m.provenance(path), m.created(path)) {
+            (Some(p), _) if p.source != p.path => Maker::Dropfix(p),
+            (None, Some(written)) => Maker::OlderDropfix { written },
+            _ => Maker::Hand,
+        },
+        None => Maker::Hand,
+    }
+}
+
+/// A unit's plan and what the copy it writes is made from.
+type Planned = (UnitPlan, Vec<state::Provenance>);
+
+/// Discover and plan every unit; a copy in /etc/systemd/system is kept right for the vendor
+/// file and systemd it now has (crate::update).
 fn plan_all(
     root: &Root,
     dirs: &[SearchDir],
@@ -13,7 +31,9 @@ fn plan_all(
     explicit: bool,
     version: Option<&Version>,
     strategy: Option<Strategy>,
-) -> Result<Vec<UnitPlan>> {
+    replace_copy: bool,
+) -> Result<Vec<Planned>> {
+    let manifest = state::Manifest::load(&Writer::new(root))?;
     let mut plans = Vec::new();
     for name in units {
         let found = discover::discover(root, dirs, name, version.map(|v| v.major))
@@ -43,12 +63,43 @@ fn plan_all(
                 ))
             }
         };
-        let p = plan::plan_unit(&d, version, strategy)
-            .with_context(|| format!("planning {name}"))
-            .context(crate::error::Reading(name.to_string()))?;
-        plans.push(p);
+        let planned = plan_one(
+            root,
+            dirs,
+            &d,
+            manifest.as_ref(),
+            version,
+            strategy,
+            replace_copy,
+        )
+        .with_context(|| format!("planning {name}"))
+        .context(crate::error::Reading(name.to_string()))?;
+        plans.push(planned);
     }
     Ok(plans)
+}
+
+fn plan_one(
+    root: &Root,
+    dirs: &[SearchDir],
+    d: &discover::Discovered,
+    manifest: Option<&state::Manifest>,
+    version: Option<&Version>,
+    strategy: Option<Strategy>,
+    replace_copy: bool,
+) -> Result<Planned> {
+    if let Some(copy) = update::find_copy(d, dirs, &|p| root.read(p))? {
+        let facts = update::CopyFacts {
+            copy: &copy,
+            maker: maker(manifest, &copy.path),
+        };
+        if let Some(planned) = update::plan_copy(d, &facts, version, strategy, replace_copy)? {
+            return Ok(planned);
+        }
+    }
+    let p = plan::plan_unit(d, version, strategy)?;
+    let copies = update::new_copy_provenance(d, &p, strategy)?;
+    Ok((p, copies))
 }
 
 fn unit_report(p: &UnitPlan, with_contents: bool) -> UnitReport {
@@ -149,6 +200,8 @@ fn compare_with_systemd(
 /// What `fix` reads before it decides.
 struct Facts {
     plans: Vec<UnitPlan>,
+    /// Per plan, what the copies it writes are made from.
+    copies: Vec<Vec<state::Provenance>>,
     /// Per plan, what systemd and /proc say (None offline).
     live: Vec<Option<Live>>,
     /// `--link-ip-netns` changes.
@@ -238,7 +291,17 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
         units = keep;
     }
 
-    let mut plans = plan_all(root, &dirs, &units, explicit, version.as_ref(), strategy)?;
+    let (mut plans, copies): (Vec<UnitPlan>, Vec<_>) = plan_all(
+        root,
+        &dirs,
+        &units,
+        explicit,
+        version.as_ref(),
+        strategy,
+        args.replace_copy,
+    )?
+    .into_iter()
+    .unzip();
     let mut live = Vec::new();
     for p in plans.iter_mut() {
         let st = states
@@ -267,19 +330,26 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
     } else {
         Vec::new()
     };
-    Ok(Facts { plans, live, netns })
+    Ok(Facts {
+        plans,
+        copies,
+        live,
+        netns,
+    })
 }
 
 fn fix_units(f: &Facts) -> Vec<FixUnit> {
     f.plans
         .iter()
         .zip(&f.live)
-        .map(|(p, l)| FixUnit {
+        .zip(&f.copies)
+        .map(|((p, l), copies)| FixUnit {
             unit: p.unit.clone(),
             changes: p.changes.clone(),
             after: p.after.mount_flags,
             namespacing: p.after.namespacing.iter().map(|n| n.key.clone()).collect(),
             live: l.clone(),
+            copies: copies.clone(),
         })
         .collect()
 }

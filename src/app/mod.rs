@@ -59,6 +59,13 @@ pub fn run(cli: Cli) -> i32 {
     match run_inner(cli) {
         Ok(code) => code,
         Err(e) => {
+            // A merge conflict is shown, markers and all, before the one error line.
+            if let Some(c) = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<crate::update::Conflict>())
+            {
+                eprint!("{}", c.text);
+            }
             eprintln!("dropfix: error: {e:#}");
             if format == Format::Json {
                 let _ = print_json(&ErrorOnly {
