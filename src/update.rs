@@ -643,3 +643,115 @@ pub fn new_copy_provenance(
         systemd: p.version.as_ref().map(|v| v.major),
     }])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unitname::UnitName;
+
+    const VENDOR: &str = "/usr/lib/systemd/system/docker.service";
+    const COPY: &str = "/etc/systemd/system/docker.service";
+
+    fn unit(copy: &str) -> Discovered {
+        Discovered {
+            unit: UnitName::parse("docker.service").expect("a unit name"),
+            aliases: Vec::new(),
+            fragment: Fragment {
+                path: COPY.into(),
+                rank: discover::etc_rank(),
+                link: Link::None,
+                data: copy.as_bytes().to_vec(),
+                shadows: vec![VENDOR.into()],
+            },
+            dropin_dirs: vec![(plan::own_dropin_dir("docker.service"), discover::etc_rank())],
+            dropins: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn carried(copy: &str, vendor: &str) -> std::result::Result<Option<String>, NotExact> {
+        let d = unit(copy);
+        carried_dropin(&d, COPY, copy.as_bytes(), VENDOR, vendor.as_bytes())
+            .expect("parses")
+            .map(|x| x.map(|x| String::from_utf8(x.data).expect("text")))
+    }
+
+    #[test]
+    fn a_changed_list_setting_is_reset_then_restated_in_the_carried_drop_in() {
+        let vendor = "[Service]\nExecStart=/a\nEnvironment=A=1\nMountFlags=slave\n";
+        let copy = "[Service]\nExecStart=/b\nEnvironment=A=1\nEnvironment=B=2\n";
+        let text = carried(copy, vendor)
+            .expect("exact")
+            .expect("something to carry");
+        assert!(
+            text.ends_with(
+                "[Service]\nExecStart=\nExecStart=/b\nEnvironment=\nEnvironment=A=1\nEnvironment=B=2\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_copy_that_only_drops_mountflags_carries_nothing() {
+        let vendor = "[Service]\nExecStart=/a\nMountFlags=slave\n";
+        let copy = "[Service]\nExecStart=/a\n#MountFlags=slave\n";
+        assert_eq!(carried(copy, vendor), Ok(None));
+    }
+
+    #[test]
+    fn a_removed_dependency_or_install_change_cannot_be_carried() {
+        let vendor = "[Unit]\nAfter=a.service b.service\n[Service]\nExecStart=/a\n";
+        let copy = "[Unit]\nAfter=a.service\n[Service]\nExecStart=/a\n";
+        let Err(NotExact(why)) = carried(copy, vendor) else {
+            panic!("a drop-in cannot remove After=");
+        };
+        assert!(why[0].contains("After="), "{why:?}");
+        let vendor = "[Service]\nExecStart=/a\n[Install]\nWantedBy=multi-user.target\n";
+        let copy = "[Service]\nExecStart=/a\n[Install]\nWantedBy=other.target\n";
+        assert!(carried(copy, vendor).is_err());
+    }
+
+    #[test]
+    fn edits_and_a_vendor_change_to_the_same_line_are_a_typed_conflict() {
+        let base = "[Service]\nExecStart=/a\nMountFlags=slave\n";
+        let v2 = "[Service]\nExecStart=/a --v2\nMountFlags=slave\n";
+        let made = plan::full_copy_text("docker.service", "Service", VENDOR, base.as_bytes())
+            .expect("copy text");
+        let edited = String::from_utf8(made)
+            .expect("text")
+            .replace("ExecStart=/a", "ExecStart=/a --mine");
+        let d = unit(&edited);
+        let copy = Copy {
+            path: COPY.into(),
+            data: edited.into_bytes(),
+            vendor_path: VENDOR.into(),
+            vendor_rank: 11,
+            vendor: v2.as_bytes().to_vec(),
+        };
+        let prov = Provenance {
+            path: COPY.into(),
+            unit: "docker.service".into(),
+            source: VENDOR.into(),
+            base: base.into(),
+            strategy: Strategy::FullCopy,
+            chosen: Chosen::Auto,
+            systemd: Some(231),
+        };
+        let facts = CopyFacts {
+            copy: &copy,
+            maker: Maker::Dropfix(&prov),
+        };
+        let v231 = Version {
+            major: 231,
+            source: "test".into(),
+        };
+        let e = plan_copy(&d, &facts, Some(&v231), None, false).expect_err("a conflict");
+        let c = e.downcast_ref::<Conflict>().expect("typed");
+        assert!(
+            c.text.contains("<<<<<<< ours\nExecStart=/a --mine\n"),
+            "{}",
+            c.text
+        );
+        assert!(c.text.contains(">>>>>>> theirs"), "{}", c.text);
+    }
+}
