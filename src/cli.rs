@@ -289,6 +289,13 @@ pub struct FixArgs {
     /// /run/netns already holds namespaces. `revert` undoes it.
     #[arg(long)]
     pub link_ip_netns: bool,
+    /// Replace a copy of the unit in /etc/systemd/system that dropfix did not make (it hides
+    /// every later vendor change) with drop-ins over the vendor file: one with the settings the
+    /// copy changes, and dropfix's MountFlags drop-in. Only where drop-ins say exactly what the
+    /// copy says and this systemd takes an empty MountFlags=; previewed, and `revert` puts the
+    /// copy back. dropfix's own copies move to drop-ins by themselves once systemd allows.
+    #[arg(long)]
+    pub replace_copy: bool,
     /// Reload/restart behaviour on a live host.
     #[command(flatten)]
     pub live: LiveArgs,

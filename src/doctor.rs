@@ -47,6 +47,14 @@ pub enum FindingId {
     SystemdVersion,
     /// Whether `ip netns` sees docker's namespaces.
     IpNetns,
+    /// dropfix's copy of the unit was made from a vendor file that has changed since.
+    StaleCopy,
+    /// dropfix's copy of the unit is no longer needed on this systemd (a drop-in would do,
+    /// and would let vendor changes through).
+    CopyNotNeeded,
+    /// A copy of the unit in /etc/systemd/system that dropfix did not make hides the vendor
+    /// file.
+    HandMadeCopy,
     /// Something could not be checked.
     Unchecked,
 }
@@ -66,6 +74,9 @@ impl FindingId {
             FindingId::LeakedMounts => "leaked-mounts",
             FindingId::SystemdVersion => "systemd-version",
             FindingId::IpNetns => "ip-netns",
+            FindingId::StaleCopy => "stale-copy",
+            FindingId::CopyNotNeeded => "copy-not-needed",
+            FindingId::HandMadeCopy => "hand-made-copy",
             FindingId::Unchecked => "unchecked",
         }
     }
@@ -97,6 +108,10 @@ pub struct Finding {
     /// container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<crate::netns::Entry>,
+    /// For copy findings: a unified diff (`stale-copy`: the vendor file's own change since the
+    /// copy was made; `hand-made-copy`: the vendor file -> the copy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
     /// The container whose restart `command` is, to restart several in one command.
     #[serde(skip)]
     pub restart_container: Option<String>,
@@ -117,6 +132,7 @@ fn finding(
         fix: fix.map(str::to_string),
         command: None,
         netns: None,
+        diff: None,
         restart_container: None,
     }
 }
@@ -138,6 +154,120 @@ pub struct FileFacts {
     pub newest_change_us: Option<u64>,
     /// Drop-ins systemd reads only in part (it stops at a bad line).
     pub partial: Vec<crate::discover::Partial>,
+    /// The fragment is a copy in /etc/systemd/system that hides a vendor file.
+    pub copy: Option<CopyCheck>,
+}
+
+/// A copy of the unit in /etc/systemd/system and the vendor file it hides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyCheck {
+    /// The copy.
+    pub path: String,
+    /// The vendor file it hides.
+    pub vendor_path: String,
+    /// Whose it is, and what follows.
+    pub state: CopyState,
+}
+
+/// What is known about a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyState {
+    /// dropfix made it.
+    Own {
+        /// Whether the vendor file changed since.
+        freshness: crate::update::Freshness,
+        /// dropfix chose the copy and this systemd no longer needs it: `Some(version)`.
+        not_needed: Option<u32>,
+    },
+    /// Someone else made it.
+    Hand {
+        /// Vendor file -> copy, unified.
+        diff: String,
+        /// Ok: `dropfix fix --replace-copy` can replace it with drop-ins; Err: why not.
+        replaceable: Result<(), Vec<String>>,
+    },
+}
+
+/// Findings about a copy of the unit.
+fn copy_findings(unit: &str, c: &CopyCheck) -> Vec<Finding> {
+    let fix_cmd = if unit == "docker.service" {
+        "dropfix fix".to_string()
+    } else {
+        format!("dropfix fix {unit}")
+    };
+    let diff_lines = |d: &str| d.lines().map(str::to_string).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    match &c.state {
+        CopyState::Own {
+            freshness,
+            not_needed,
+        } => {
+            if let crate::update::Freshness::Stale { vendor_diff } = freshness {
+                let mut f = with_command(
+                    finding(
+                        FindingId::StaleCopy,
+                        Status::Problem,
+                        format!(
+                            "{} changed since dropfix copied it to {}: {unit} still runs the old unit",
+                            c.vendor_path, c.path
+                        ),
+                        match vendor_diff {
+                            Some(d) => diff_lines(d),
+                            None => vec![
+                                "an older dropfix made the copy and did not record the vendor text it started from".into(),
+                            ],
+                        },
+                        None,
+                    ),
+                    fix_cmd.clone(),
+                );
+                f.diff = vendor_diff.clone();
+                out.push(f);
+            }
+            if let Some(v) = not_needed {
+                out.push(with_command(
+                    finding(
+                        FindingId::CopyNotNeeded,
+                        Status::Problem,
+                        format!(
+                            "systemd {v} takes an empty MountFlags= in a drop-in: dropfix's copy {} is no longer needed, and it hides every vendor change to {}",
+                            c.path, c.vendor_path
+                        ),
+                        vec![format!(
+                            "dropfix chose the copy for an older systemd; `dropfix fix` replaces it with drop-ins"
+                        )],
+                        None,
+                    ),
+                    fix_cmd,
+                ));
+            }
+        }
+        CopyState::Hand { diff, replaceable } => {
+            let summary = format!(
+                "{} is a copy of {} that dropfix did not make: vendor changes to {} do not apply",
+                c.path, c.vendor_path, c.vendor_path
+            );
+            let mut f = match replaceable {
+                Ok(()) => with_command(
+                    finding(FindingId::HandMadeCopy, Status::Info, summary, diff_lines(diff), None),
+                    format!("{fix_cmd} --replace-copy"),
+                ),
+                Err(why) => finding(
+                    FindingId::HandMadeCopy,
+                    Status::Info,
+                    summary,
+                    diff_lines(diff),
+                    Some(&format!(
+                        "drop-ins cannot replace it exactly ({}): merge vendor changes into it by hand",
+                        why.join("; ")
+                    )),
+                ),
+            };
+            f.diff = Some(diff.clone());
+            out.push(f);
+        }
+    }
+    out
 }
 
 /// Everything known about one unit.
@@ -473,6 +603,10 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
         }
     }
 
+    if let Some(c) = u.files.as_ref().and_then(|x| x.copy.as_ref()) {
+        f.extend(copy_findings(unit, c));
+    }
+
     UnitDiagnosis {
         unit: unit.clone(),
         healthy: !f.iter().any(|x| x.status == Status::Problem),
@@ -731,6 +865,7 @@ mod tests {
                 effective: eff(MountFlags::Slave),
                 newest_change_us: Some(1),
                 partial: vec![],
+                copy: None,
             }),
             files_error: None,
             bus: Some(bus(524_288, 42)),
@@ -762,6 +897,7 @@ mod tests {
                 effective: eff(MountFlags::Unset),
                 newest_change_us: Some(10_000_000),
                 partial: vec![],
+                copy: None,
             }),
             files_error: None,
             bus: Some(bus(524_288, 42)),
@@ -874,6 +1010,7 @@ mod tests {
                 effective: eff(MountFlags::Unset),
                 newest_change_us: Some(1),
                 partial: vec![],
+                copy: None,
             }),
             files_error: None,
             bus: Some(bus(0, 42)),
@@ -918,6 +1055,7 @@ mod tests {
                 effective: eff(MountFlags::Unset),
                 newest_change_us: Some(1),
                 partial: vec![],
+                copy: None,
             }),
             files_error: None,
             bus: Some(bus(0, 42)),

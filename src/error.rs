@@ -84,6 +84,9 @@ pub struct ErrorReport {
     pub path: Option<String>,
     /// The line in that file.
     pub line: Option<usize>,
+    /// A three-way merge that conflicts: the text with conflict markers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 impl ErrorReport {
@@ -97,6 +100,7 @@ impl ErrorReport {
             unit: None,
             path: None,
             line: None,
+            conflict: None,
         };
         if let Some(Reading(u)) = e.downcast_ref::<Reading>() {
             r.unit = Some(u.clone());
@@ -116,6 +120,11 @@ impl ErrorReport {
             if let Some(u) = c.downcast_ref::<UnitError>() {
                 r.unit.get_or_insert_with(|| u.unit.clone());
             }
+            if let Some(x) = c.downcast_ref::<crate::update::Conflict>() {
+                r.unit.get_or_insert_with(|| x.unit.clone());
+                r.path.get_or_insert_with(|| x.copy.clone());
+                r.conflict = Some(x.text.clone());
+            }
         }
         r
     }
@@ -126,6 +135,7 @@ impl ErrorReport {
             unit: None,
             path: None,
             line: None,
+            conflict: None,
         }
     }
 }

@@ -30,5 +30,6 @@ pub mod settings;
 pub mod state;
 pub mod syntax;
 pub mod unitname;
+pub mod update;
 pub mod verify;
 pub mod version;

@@ -6,6 +6,7 @@ use crate::effective::MountFlags;
 use crate::manager::UnitState;
 use crate::plan::FileChange;
 use crate::settings::Setting;
+use crate::state::Provenance;
 
 /// Whether a restart may go ahead, from the flags and whether a person can be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +126,8 @@ pub struct Rollout {
     /// On a failure after writing, put the previous files back (fix, set, unset); revert
     /// has nothing earlier to go back to and says so instead.
     pub rollback: bool,
+    /// What the copies among the writes are made from, recorded with them.
+    pub copies: Vec<Provenance>,
 }
 
 impl Rollout {
@@ -191,6 +194,8 @@ pub struct FixUnit {
     pub namespacing: Vec<String>,
     /// Live facts (None offline).
     pub live: Option<Live>,
+    /// What the copies among `changes` are made from.
+    pub copies: Vec<Provenance>,
 }
 
 /// Decide a `fix`: write the plans, reload when anything changes or systemd has not loaded
@@ -256,6 +261,7 @@ pub fn decide_fix(units: &[FixUnit], extra: &[FileChange]) -> Rollout {
             })
             .collect(),
         rollback: true,
+        copies: units.iter().flat_map(|u| u.copies.clone()).collect(),
     }
 }
 
@@ -300,6 +306,7 @@ pub fn decide_revert(
             .map(|(u, _)| Target::Restored { unit: u.clone() })
             .collect(),
         rollback: false,
+        copies: Vec::new(),
     }
 }
 
@@ -337,6 +344,7 @@ pub fn decide_settings(
             expect,
         }],
         rollback: true,
+        copies: Vec::new(),
     }
 }
 
@@ -394,6 +402,7 @@ mod tests {
             after: MountFlags::Unset,
             namespacing: vec![],
             live,
+            copies: vec![],
         }
     }
 

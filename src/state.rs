@@ -8,7 +8,7 @@
 //! files a killed run left. `revert` takes the state directory away in one rename, last.
 
 use crate::apply::{Current, Writer};
-use crate::plan::{Action, FileChange};
+use crate::plan::{Action, FileChange, Strategy};
 use crate::root::parent;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,44 @@ pub struct Record {
     pub link: bool,
 }
 
+/// Who picked the override's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chosen {
+    /// dropfix, for the systemd version it planned for: it may change its mind when systemd
+    /// changes.
+    Auto,
+    /// `--strategy`: kept as it is until `--strategy` says otherwise.
+    Forced,
+    /// A copy an older dropfix made, which did not record who chose: kept as a copy.
+    Unknown,
+}
+
+/// What one of dropfix's copies was made from: the vendor file and its text at the time, so
+/// a vendor update (the vendor file differs from `base`) is told from an administrator's edit
+/// (the copy differs from what dropfix makes of `base`), and both are merged three ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// In-root path of the copy.
+    pub path: String,
+    /// The unit it is for.
+    pub unit: String,
+    /// The vendor file it copies.
+    pub source: String,
+    /// The vendor file's text when the copy was last made from it.
+    pub base: String,
+    /// The override's form.
+    pub strategy: Strategy,
+    /// Who picked that form.
+    pub chosen: Chosen,
+    /// The systemd version planned for (None: unknown).
+    pub systemd: Option<u32>,
+}
+
+/// Format of the manifest dropfix writes. 1: records and directories; 2: adds `copies`
+/// (read by version 1 readers too, which ignore it; a version 1 manifest loads with none).
+pub const MANIFEST_VERSION: u32 = 2;
+
 /// Everything dropfix changed in a root.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -69,6 +107,9 @@ pub struct Manifest {
     pub records: Vec<Record>,
     /// Directories dropfix created (overrides' and its own), outermost first.
     pub created_dirs: Vec<String>,
+    /// What each of dropfix's copies was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<Provenance>,
 }
 
 impl Manifest {
@@ -83,6 +124,20 @@ impl Manifest {
             }
             _ => bail!("{MANIFEST}: not a regular file"),
         }
+    }
+
+    /// The record of the copy at `path`, if dropfix made it.
+    pub fn provenance(&self, path: &str) -> Option<&Provenance> {
+        self.copies.iter().find(|p| p.path == path)
+    }
+
+    /// What dropfix last wrote at `path`, if it wrote a file there and did not replace
+    /// someone else's file to do it.
+    pub fn created(&self, path: &str) -> Option<&str> {
+        self.records
+            .iter()
+            .find(|r| r.path == path && r.original == Original::Absent && !r.link)
+            .and_then(|r| r.written.as_deref())
     }
 
     fn save(&self, w: &Writer) -> Result<()> {
@@ -217,9 +272,14 @@ impl Applied {
     }
 }
 
-/// Apply planned changes, each tagged with its unit, recording originals first. All or
-/// nothing: on an error the files this call changed are put back.
-pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Applied> {
+/// Apply planned changes, each tagged with its unit, recording originals first, and what the
+/// copies among them were made from (`copies`; a changed path without one loses its record).
+/// All or nothing: on an error the files this call changed are put back.
+pub fn apply_changes(
+    w: &Writer,
+    changes: &[(&str, &FileChange)],
+    copies: &[Provenance],
+) -> Result<Applied> {
     let loaded = Manifest::load(w)?;
     let mut before = Vec::new();
     for (_, c) in changes {
@@ -233,10 +293,12 @@ pub fn apply_changes(w: &Writer, changes: &[(&str, &FileChange)]) -> Result<Appl
         return Ok(applied);
     }
     sweep(w, changes.iter().map(|(_, c)| c.path.as_str()))?;
-    let mut m = loaded.unwrap_or(Manifest {
-        version: 1,
-        ..Manifest::default()
-    });
+    let mut m = loaded.unwrap_or_default();
+    m.version = m.version.max(MANIFEST_VERSION);
+    for (_, c) in changes {
+        m.copies.retain(|p| p.path != c.path);
+    }
+    m.copies.extend(copies.iter().cloned());
     // Directories that will be created: known before anything is written.
     let mut dirs = w.missing_dirs(MANIFEST)?;
     dirs.extend(w.missing_dirs(&format!("{BACKUP_DIR}/x"))?);
@@ -482,6 +544,11 @@ pub fn revert(w: &Writer, units: &[String], dry_run: bool) -> Result<Vec<Reverte
     if remaining.is_empty() {
         remove_state(w, &m.created_dirs)?;
     } else {
+        m.copies.retain(|p| {
+            remaining
+                .iter()
+                .any(|r| r.path == p.path && r.written.is_some())
+        });
         m.records = remaining;
         m.save(w)?;
         // Directories emptied by this revert go; the rest stay recorded.

@@ -143,6 +143,18 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// Nothing is fatal: for rewriting a file systemd was already found to load.
+    pub fn lenient() -> Rules {
+        Rules {
+            utf8_fatal: false,
+            header_control_fatal: false,
+            long_line_fatal: false,
+            missing_equals_fatal: false,
+        }
+    }
+}
+
 impl Default for Rules {
     fn default() -> Self {
         Rules::for_version(None)

@@ -1,7 +1,8 @@
 //! First boot the CoreOS way: packaging/dropfix-firstboot.service, enabled, runs
 //! `dropfix fix --no-restart` before docker's first start, so docker comes up fixed with no
 //! restart at all. Proven on a real systemd (harness containers), with the stand-in daemon and
-//! with Debian's real dockerd. Needs root; never skips.
+//! with Debian's real dockerd, and across a reboot into an OS update (harness `PERSIST`: the
+//! same /etc and /var/lib, a new /usr). Needs root; never skips.
 
 mod support;
 
@@ -121,4 +122,77 @@ fn firstboot_unit_is_skipped_where_there_is_no_docker() {
     assert_eq!(prop(&c, UNIT, "Unit", "ActiveState"), "inactive");
     assert_eq!(prop(&c, UNIT, "Unit", "ConditionResult"), "false");
     assert!(!c.path("/etc/systemd/system/docker.service.d").exists());
+}
+
+/// The stand-in vendor unit as an OS update brings it: a new ExecStart flag.
+fn docker_service_v2() -> String {
+    let v1 = support::DOCKER_SERVICE;
+    let v2 = v1.replace(
+        "ExecStart=/usr/local/sbin/fake-dockerd\n",
+        "ExecStart=/usr/local/sbin/fake-dockerd --v2\n",
+    );
+    assert_ne!(v1, v2);
+    v2
+}
+
+const COPY: &str = "/etc/systemd/system/docker.service";
+const OWN_DROPIN: &str = "/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf";
+
+#[test]
+fn after_an_os_update_the_boot_unit_moves_the_copy_before_dockers_first_start() {
+    let machine = tempfile::tempdir().expect("a directory for the machine's /etc and /var/lib");
+    // Boot 1: vendor v1. The harness runs systemd 252, which takes a drop-in; to get a copy
+    // that dropfix chose (not one forced with --strategy, which would stay a copy) dropfix
+    // plans for systemd 231, as on CoreOS 1192.
+    {
+        let setup = Setup::new()
+            .install_binary(dropfix_bin(), BIN)
+            .persist(machine.path());
+        let c = Container::boot("update-boot1", &setup);
+        c.wait_active_state("docker.service", &["active"], UP);
+        c.sh_ok(&format!("{BIN} fix --systemd-version 231 --yes"));
+        let copy = std::fs::read_to_string(c.path(COPY)).expect("dropfix's full copy");
+        assert!(copy.contains("#MountFlags=slave"), "{copy}");
+        let state = std::fs::read_to_string(c.path("/var/lib/dropfix/state.json")).expect("state");
+        assert!(state.contains("\"chosen\": \"auto\""), "{state}");
+        assert_eq!(prop(&c, "docker.service", "Service", "MountFlags"), "0");
+        c.sh_ok("systemctl stop docker.service");
+    } // shut down
+    assert!(machine
+        .path()
+        .join("etc-upper/systemd/system/docker.service")
+        .exists());
+
+    // Boot 2: vendor v2 under /usr, the same /etc and /var/lib, the boot unit enabled.
+    let setup = Setup::new()
+        .docker_service(&docker_service_v2())
+        .install_binary(dropfix_bin(), BIN)
+        .enabled_unit(UNIT, UNIT_TEXT)
+        .persist(machine.path());
+    let c = Container::boot("update-boot2", &setup);
+    assert_firstboot_ran_before_docker(&c);
+    assert!(!c.path(COPY).exists(), "the copy is gone");
+    assert!(c.path(OWN_DROPIN).exists(), "dropfix's drop-in is there");
+    let fragment = prop(&c, "docker.service", "Unit", "FragmentPath");
+    assert!(
+        fragment.ends_with("lib/systemd/system/docker.service"),
+        "systemd loads the vendor file again: {fragment}"
+    );
+    let exec = prop(&c, "docker.service", "Service", "ExecStart");
+    assert!(exec.contains("--v2"), "docker runs v2's ExecStart: {exec}");
+    assert_eq!(prop(&c, "docker.service", "Service", "NRestarts"), "0");
+    let starts = std::fs::read_to_string(c.path("/run/fake-dockerd.starts")).unwrap_or_default();
+    assert_eq!(starts.lines().count(), 1, "docker started once this boot");
+    let pid = c.main_pid("docker.service");
+    assert!(c.in_pid1_mount_ns(pid), "docker in PID 1's mount namespace");
+    c.host_nsenter_net_ok(NETNS_PATH)
+        .expect("netns enterable from the host");
+    let journal = c.sh_ok(&format!("journalctl -b --no-pager -o cat -u {UNIT}"));
+    assert!(
+        journal.contains("no longer needs the copy"),
+        "the boot unit says what it did:\n{journal}"
+    );
+    // Nothing left to do, and doctor agrees.
+    c.sh_ok(&format!("{BIN} fix --check"));
+    c.sh_ok(&format!("{BIN} doctor"));
 }

@@ -40,10 +40,67 @@ fn file_facts(
     {
         newest = newest.max(mtime_us(root, p));
     }
+    let copy = copy_check(root, dirs, &d, version)?;
     Ok(Some(crate::doctor::FileFacts {
         effective,
         newest_change_us: newest,
         partial: discover::partial(&sources),
+        copy,
+    }))
+}
+
+/// Whether the unit's file is a copy in /etc/systemd/system, whose, and what follows.
+fn copy_check(
+    root: &Root,
+    dirs: &[SearchDir],
+    d: &discover::Discovered,
+    version: Option<&Version>,
+) -> Result<Option<crate::doctor::CopyCheck>> {
+    use crate::doctor::CopyState;
+    use crate::update::{self, Maker};
+    let Some(copy) = update::find_copy(d, dirs, &|p| root.read(p))? else {
+        return Ok(None);
+    };
+    let manifest = state::Manifest::load(&Writer::new(root))?;
+    let maker = super::fix::maker(manifest.as_ref(), &copy.path);
+    let facts = update::CopyFacts { copy: &copy, maker };
+    let natural = plan::choose(version, None).0;
+    let state = match maker {
+        Maker::Hand => {
+            let replaceable = if natural == Strategy::FullCopy {
+                Err(vec![match version {
+                    Some(v) => format!(
+                        "systemd {} ignores an empty MountFlags= in a drop-in",
+                        v.major
+                    ),
+                    None => "the systemd version is unknown".to_string(),
+                }])
+            } else {
+                update::carried_dropin(d, &copy.path, &copy.data, &copy.vendor_path, &copy.vendor)?
+                    .map(|_| ())
+                    .map_err(|e| e.0)
+            };
+            CopyState::Hand {
+                diff: render::diff(&copy.path, &copy.vendor, &copy.data),
+                replaceable,
+            }
+        }
+        _ => CopyState::Own {
+            freshness: update::freshness(d, &facts)?.unwrap_or(update::Freshness::Current),
+            not_needed: match (maker, version) {
+                (Maker::Dropfix(p), Some(v))
+                    if p.chosen == state::Chosen::Auto && natural == Strategy::DropIn =>
+                {
+                    Some(v.major)
+                }
+                _ => None,
+            },
+        },
+    };
+    Ok(Some(crate::doctor::CopyCheck {
+        path: copy.path.clone(),
+        vendor_path: copy.vendor_path.clone(),
+        state,
     }))
 }
 

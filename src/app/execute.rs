@@ -179,7 +179,7 @@ pub(super) fn execute(ctx: &Ctx, mgr: Option<&mut Manager>, r: &Rollout, flags: 
         Writes::Apply(changes) => {
             let tagged: Vec<(&str, &FileChange)> =
                 changes.iter().map(|(u, c)| (u.as_str(), c)).collect();
-            match state::apply_changes(&w, &tagged) {
+            match state::apply_changes(&w, &tagged, &r.copies) {
                 Ok(a) => {
                     applied = Some(a);
                     out.written = true;

@@ -217,6 +217,7 @@ fn fix_args(yes: bool, no_restart: bool) -> FixArgs {
         systemd_version: None,
         strategy: None,
         link_ip_netns: false,
+        replace_copy: false,
         live: LiveArgs {
             yes,
             no_restart,

@@ -4,9 +4,52 @@
 use super::*;
 use crate::manager::LoadState;
 use crate::rollout::{FixUnit, Live, Rollout, Why};
+use crate::update::{self, Maker};
+
+/// Who made the copy at `path`: dropfix (with what it was made from), an older dropfix (what
+/// it wrote), or someone else.
+pub(super) fn maker<'a>(manifest: Option<&'a state::Manifest>, path: &str) -> Maker<'a> {
+    match manifest {
+        Some(m) => match (m.provenance(path), m.created(path)) {
+            (Some(p), _) if p.source != p.path => Maker::Dropfix(p),
+            (None, Some(written)) => Maker::OlderDropfix { written },
+            _ => Maker::Hand,
+        },
+        None => Maker::Hand,
+    }
+}
+
+/// A unit's plan and what the copy it writes is made from.
+type Planned = (UnitPlan, Vec<state::Provenance>);
+
+/// Plan one discovered unit; a copy in /etc/systemd/system is kept right for the vendor file
+/// and systemd it now has (crate::update).
+fn plan_discovered(
+    root: &Root,
+    dirs: &[SearchDir],
+    d: &discover::Discovered,
+    manifest: Option<&state::Manifest>,
+    version: Option<&Version>,
+    strategy: Option<Strategy>,
+    replace_copy: bool,
+) -> Result<Planned> {
+    if let Some(copy) = update::find_copy(d, dirs, &|p| root.read(p))? {
+        let facts = update::CopyFacts {
+            copy: &copy,
+            maker: maker(manifest, &copy.path),
+        };
+        if let Some(planned) = update::plan_copy(d, &facts, version, strategy, replace_copy)? {
+            return Ok(planned);
+        }
+    }
+    let p = plan::plan_unit(d, version, strategy)?;
+    let copies = update::new_copy_provenance(d, &p, strategy)?;
+    Ok((p, copies))
+}
 
 /// Discover and plan every unit.
 /// Discover and plan one unit; `Ok(None)` for an optional unit that is absent or masked.
+#[allow(clippy::too_many_arguments)]
 fn plan_one(
     root: &Root,
     dirs: &[SearchDir],
@@ -14,7 +57,9 @@ fn plan_one(
     explicit: bool,
     version: Option<&Version>,
     strategy: Option<Strategy>,
-) -> Result<Option<UnitPlan>> {
+    manifest: Option<&state::Manifest>,
+    replace_copy: bool,
+) -> Result<Option<Planned>> {
     if crate::effective::exec_section(name.unit_type()).is_none() {
         return Err(crate::error::unit(
             name.as_str(),
@@ -47,16 +92,18 @@ fn plan_one(
                 ),
             ))
         }
-        Err(Missing::Masked(p)) => return Err(crate::error::unit(
-            name.as_str(),
-            format!(
+        Err(Missing::Masked(p)) => {
+            return Err(crate::error::unit(
+                name.as_str(),
+                format!(
                 "unit is masked ({p} is empty or links to /dev/null); unmask it before fixing it"
             ),
-        )),
+            ))
+        }
     };
     // A fragment systemd cannot load: say so in its terms before planning anything.
     discover::parse_discovered(&d, version.map(|v| v.major))?;
-    let p = plan::plan_unit(&d, version, strategy)
+    let p = plan_discovered(root, dirs, &d, manifest, version, strategy, replace_copy)
         .with_context(|| format!("planning {name}"))
         .context(crate::error::Reading(name.to_string()))?;
     Ok(Some(p))
@@ -182,6 +229,8 @@ fn compare_with_systemd(
 /// What `fix` reads before it decides.
 struct Facts {
     plans: Vec<UnitPlan>,
+    /// Per plan, what the copies it writes are made from.
+    copies: Vec<Vec<state::Provenance>>,
     /// Units that cannot be fixed, each on its own: the others still are.
     failed: Vec<(String, ErrorReport)>,
     /// Per plan, what systemd and /proc say (None offline).
@@ -211,6 +260,8 @@ pub(super) fn fix(ctx: &Ctx, args: &FixArgs) -> Result<i32> {
     let facts = read(ctx, args, mgr.as_deref_mut())?;
     let rollout = crate::rollout::decide_fix(&fix_units(&facts), &facts.netns);
     let mut report = preview_report(ctx, &facts, &rollout, mgr.is_some(), notes);
+    // The run fails when a unit does, and says which first (each unit's own in `units`).
+    report.error = facts.failed.first().map(|(_, e)| e.clone());
     let unit_failed = !facts.failed.is_empty();
     if preview {
         report.impact = execute::impact(ctx, &rollout.restart_units());
@@ -282,10 +333,24 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
         units = keep;
     }
 
+    let manifest = state::Manifest::load(&Writer::new(root))?;
     let mut plans = Vec::new();
+    let mut copies = Vec::new();
     for u in &units {
-        match plan_one(root, &dirs, u, explicit, version.as_ref(), strategy) {
-            Ok(Some(p)) => plans.push(p),
+        match plan_one(
+            root,
+            &dirs,
+            u,
+            explicit,
+            version.as_ref(),
+            strategy,
+            manifest.as_ref(),
+            args.replace_copy,
+        ) {
+            Ok(Some((p, c))) => {
+                plans.push(p);
+                copies.push(c);
+            }
             Ok(None) => {}
             Err(e) => failed.push((u.to_string(), ErrorReport::from_error(&e))),
         }
@@ -325,6 +390,7 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
     };
     Ok(Facts {
         plans,
+        copies,
         failed,
         live,
         netns,
@@ -340,12 +406,14 @@ fn fix_units(f: &Facts) -> Vec<FixUnit> {
     f.plans
         .iter()
         .zip(&f.live)
-        .map(|(p, l)| FixUnit {
+        .zip(&f.copies)
+        .map(|((p, l), copies)| FixUnit {
             unit: p.unit.clone(),
             changes: p.changes.clone(),
             after: p.after.mount_flags,
             namespacing: p.after.namespacing.iter().map(|n| n.key.clone()).collect(),
             live: l.clone(),
+            copies: copies.clone(),
         })
         .collect()
 }
@@ -459,6 +527,9 @@ fn finish(report: &mut FixReport, f: &Facts, o: &execute::Outcome) {
         Some((_, message)) => {
             report.changed = o.written;
             report.error = Some(ErrorReport::message(message.clone()));
+        }
+        None if report.error.is_some() => {
+            report.changed = o.written || o.reloaded || !o.restarted.is_empty();
         }
         None => {
             report.changed = o.written || o.reloaded || !o.restarted.is_empty();

@@ -59,6 +59,13 @@ pub fn run(cli: Cli) -> i32 {
     match run_inner(cli) {
         Ok(code) => code,
         Err(e) => {
+            // A merge conflict is shown, markers and all, before the one error line.
+            if let Some(c) = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<crate::update::Conflict>())
+            {
+                eprint!("{}", c.text);
+            }
             eprintln!("dropfix: error: {e:#}");
             if format == Format::Json {
                 let _ = print_json(&ErrorOnly {
@@ -227,7 +234,13 @@ impl Ctx {
         for u in &r.units {
             say_error(u.error.as_ref());
         }
-        say_error(r.error.as_ref());
+        if !r
+            .units
+            .iter()
+            .any(|u| u.error.is_some() && u.error == r.error)
+        {
+            say_error(r.error.as_ref());
+        }
         // A text run that failed before doing anything says so in its one error line.
         if self.format == Format::Text && r.error.is_some() && !r.changed && !r.reloaded {
             return Ok(());
@@ -262,6 +275,10 @@ impl Ctx {
 /// A report that carries an error also says it on stderr, in one line.
 fn say_error(e: Option<&ErrorReport>) {
     if let Some(e) = e {
+        // A merge conflict is shown, markers and all, before the one error line.
+        if let Some(c) = &e.conflict {
+            eprint!("{c}");
+        }
         eprintln!("dropfix: error: {}", e.message);
     }
 }

@@ -23,6 +23,10 @@
 #                      controllers would be read-only), all capabilities, the keyring and bpf
 #                      system calls, and /var/lib/docker on a host directory (overlay2 cannot sit
 #                      on the overlayfs root)
+#   PERSIST            a host directory that keeps the container's /etc changes (the overlay's
+#                      upper layer) and its /var/lib across `down` and the next `up` with the same
+#                      PERSIST: a reboot, with /usr (USR_EXTRA) free to change in between, as an
+#                      OS update does
 #   BOOT_TIMEOUT       seconds to wait for SystemState running|degraded (default 30)
 #   BASE               parent of the work dirs (default /tmp/dropfix-harness)
 #
@@ -92,13 +96,18 @@ _nspawn() {
   # a seeded machine-id means "not a first boot": no firstboot prompt, and systemd does not
   # preset-enable every unit of the host's /usr. An overlay, not a bind: a bind-mounted
   # machine-id makes systemd-machine-id-commit.service fail.
+  local upper=$WORK/etc-upper
+  if [ -n "${PERSIST:-}" ]; then
+    upper=$PERSIST/etc-upper
+    args+=(--bind="$PERSIST/var-lib:/var/lib")
+  fi
   if [ -z "${ROOTFS:-}" ]; then
     args+=(--directory=/ --volatile=yes
-      --overlay="$WORK/etc-seed:$WORK/etc-upper:/etc"
+      --overlay="$WORK/etc-seed:$upper:/etc"
       --overlay-ro="/usr:$WORK/usr-extra:/usr")
   else
     args+=(--directory="$ROOTFS" --volatile=overlay
-      --overlay="$ROOTFS/etc:$WORK/etc-seed:$WORK/etc-upper:/etc"
+      --overlay="$ROOTFS/etc:$WORK/etc-seed:$upper:/etc"
       --overlay-ro="$ROOTFS/usr:$WORK/usr-extra:/usr")
   fi
   if [ "${DOCKER:-0}" = 1 ]; then
@@ -139,6 +148,10 @@ up() {
   [ -e "$WORK/env" ] && die "$WORK/env exists: container $NAME is already up (NAME=$NAME $0 down)"
   [ -z "${USR_EXTRA:-}" ] || [ -d "$USR_EXTRA" ] || die "USR_EXTRA=$USR_EXTRA is not a directory"
   [ -z "${ETC_EXTRA:-}" ] || [ -d "$ETC_EXTRA" ] || die "ETC_EXTRA=$ETC_EXTRA is not a directory"
+  if [ -n "${PERSIST:-}" ]; then
+    PERSIST=$(readlink -f "$PERSIST")
+    mkdir -p "$PERSIST/etc-upper" "$PERSIST/var-lib"
+  fi
   if [ -n "${ROOTFS:-}" ]; then
     ROOTFS=$(readlink -f "$ROOTFS")
     [ -x "$ROOTFS/usr/lib/systemd/systemd" ] || die "ROOTFS=$ROOTFS has no systemd"
@@ -152,7 +165,7 @@ up() {
   : > "$WORK/console.log"
   local t0 lp leader st i
   t0=$(now)
-  export NAME BASE EXTRA_NSPAWN_ARGS ROOTFS DOCKER
+  export NAME BASE EXTRA_NSPAWN_ARGS ROOTFS DOCKER PERSIST
   setsid "$SELF" _nspawn </dev/null >>"$WORK/console.log" 2>&1 &
   disown
   for i in $(seq 1 200); do [ -s "$WORK/launcher.pid" ] && break; sleep 0.01; done

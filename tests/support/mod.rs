@@ -55,6 +55,7 @@ pub struct Setup {
     links: Vec<(String, String)>,
     rootfs: Option<PathBuf>,
     docker: bool,
+    persist: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -72,6 +73,7 @@ impl Default for Setup {
             links: Vec::new(),
             rootfs: None,
             docker: false,
+            persist: None,
         }
     }
 }
@@ -170,6 +172,14 @@ impl Setup {
         );
         self.docker_service = Some(unit.replace(FLAG, ""));
         self.etc_file("/etc/systemd/system/containerd.service", "")
+    }
+
+    /// Keeps the container's /etc changes and /var/lib in `dir` (harness `PERSIST`): a second
+    /// container booted with the same `dir` is the same machine rebooted, with this setup's
+    /// /usr (so a new vendor unit is an OS update).
+    pub fn persist(mut self, dir: impl AsRef<Path>) -> Self {
+        self.persist = Some(dir.as_ref().to_path_buf());
+        self
     }
 
     /// Boots this root directory instead of the host's /usr (kept pristine by the harness).
@@ -297,6 +307,9 @@ impl Container {
         }
         if setup.docker {
             up.env("DOCKER", "1");
+        }
+        if let Some(dir) = &setup.persist {
+            up.env("PERSIST", dir);
         }
         let out = up.output();
         let boot_time = t0.elapsed();
@@ -625,7 +638,8 @@ fn harness(name: &str) -> Command {
         .env_remove("USR_EXTRA")
         .env_remove("ETC_EXTRA")
         .env_remove("ROOTFS")
-        .env_remove("DOCKER");
+        .env_remove("DOCKER")
+        .env_remove("PERSIST");
     cmd
 }
 
