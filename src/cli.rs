@@ -110,7 +110,7 @@ pub enum Command {
     AnsibleModule(AnsibleModuleArgs),
 }
 
-/// `dropfix ansible-module` (hidden): what packaging/ansible/library/dropfix execs.
+/// `dropfix ansible-module` (hidden): what packaging/ansible/plugins/modules/dropfix execs.
 #[derive(Debug, Args)]
 pub struct AnsibleModuleArgs {
     /// The arguments file Ansible wrote (a JSON object).

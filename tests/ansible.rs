@@ -1,8 +1,10 @@
-//! A fleet through Ansible: real ansible-core (PyPI, tests/harness/ansible-venv.sh) runs
-//! packaging/ansible/site.yml with the no-Python dropfix module against three harness
-//! containers at once, each with Debian's real dockerd (MountFlags=slave) and sshd listening on
-//! its own loopback only. ssh reaches each through a ProxyCommand that enters that container's
-//! network namespace; no address outside it exists. Needs root; never skips.
+//! A fleet through Ansible: real ansible-core (PyPI, tests/harness/ansible-venv.sh) installs the
+//! dropfix collection (packaging/ansible) offline and runs its playbook `dropfix.dropfix.fix`
+//! against three harness containers, each with Debian's real dockerd (MountFlags=slave), sshd
+//! listening on its own loopback only, and neither Python nor dropfix: the action plugin puts
+//! the binary there. ssh reaches each through a ProxyCommand that enters that container's
+//! network namespace; no address outside it exists. ansible-doc renders the module's
+//! documentation. Needs root; never skips.
 
 mod support;
 
@@ -15,6 +17,9 @@ use support::{dropfix_bin, Container, Setup};
 
 const HOSTS: usize = 3;
 const DROPIN: &str = "/etc/systemd/system/docker.service.d/zz-dropfix-mountflags.conf";
+/// Where the action plugin installs dropfix on a target by default.
+const INSTALLED: &str = "/opt/bin/dropfix";
+const TASK: &str = "TASK [Remove MountFlags from docker.service]";
 const UP: Duration = Duration::from_secs(60);
 
 /// sshd: root by key only, on the container's loopback (its network namespace has only lo).
@@ -91,26 +96,68 @@ impl Drop for Masters {
     }
 }
 
+/// `ansible-galaxy collection install packaging/ansible` into `dir` (offline: a directory source).
+fn install_collection(venv: &Path, dir: &Path) {
+    let out = Command::new(venv.join("bin/ansible-galaxy"))
+        .args(["collection", "install", "--force", "-p"])
+        .arg(dir)
+        .arg(top().join("packaging/ansible"))
+        .env("ANSIBLE_HOME", dir.join("ansible-home"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .expect("running ansible-galaxy");
+    assert!(
+        out.status.success(),
+        "ansible-galaxy collection install failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ansible-doc ARGS` with the collection installed in `collections`.
+fn ansible_doc(venv: &Path, collections: &Path, args: &[&str]) -> String {
+    let out = Command::new(venv.join("bin/ansible-doc"))
+        .args(args)
+        .env("ANSIBLE_COLLECTIONS_PATH", collections)
+        .env("ANSIBLE_HOME", collections.join("ansible-home"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .output()
+        .expect("running ansible-doc");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ansible-doc {args:?} failed:\n{text}");
+    text
+}
+
 struct Play {
     code: i32,
     out: String,
     took: Duration,
 }
 
-/// `ansible-playbook -i <inventory> packaging/ansible/site.yml ARGS`.
+/// `ansible-playbook -i <inventory> dropfix.dropfix.fix ARGS`, the collection's playbook,
+/// with the binary under test as the x86_64 one to deliver.
 fn play(venv: &Path, work: &Path, args: &[&str]) -> Play {
     let t0 = Instant::now();
+    let binaries = serde_json::json!({ "dropfix_binaries": { "x86_64": dropfix_bin() } });
     let out = Command::new(venv.join("bin/ansible-playbook"))
         .arg("-i")
         .arg(work.join("inventory.ini"))
         .arg("-f")
         .arg(HOSTS.to_string())
-        .arg(top().join("packaging/ansible/site.yml"))
+        .arg("dropfix.dropfix.fix")
+        .arg("-e")
+        .arg(binaries.to_string())
         .args(args)
         .env(
             "ANSIBLE_CONFIG",
             top().join("packaging/ansible/ansible.cfg"),
         )
+        .env("ANSIBLE_COLLECTIONS_PATH", work.join("collections"))
         .env("ANSIBLE_HOME", work.join("ansible-home"))
         .env("ANSIBLE_LOCAL_TEMP", work.join("ansible-tmp"))
         .env("ANSIBLE_SSH_CONTROL_PATH_DIR", work.join("cp"))
@@ -130,7 +177,7 @@ fn play(venv: &Path, work: &Path, args: &[&str]) -> Play {
         took: t0.elapsed(),
     };
     eprintln!(
-        "---- ansible-playbook site.yml {} -> {} in {:.1?}\n{}",
+        "---- ansible-playbook dropfix.dropfix.fix {} -> {} in {:.1?}\n{}",
         args.join(" "),
         p.code,
         p.took,
@@ -181,14 +228,103 @@ fn mount_flags(c: &Container) -> String {
     )
 }
 
+fn sha256_on(c: &Container, path: &str) -> String {
+    c.sh_ok(&format!("sha256sum < {path}"))
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `ansible-doc` finds the module in the installed collection and renders its options,
+/// examples and return values from the YAML beside the shell module.
 #[test]
-fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
+fn ansible_doc_renders_the_modules_options_examples_and_return_values() {
+    let venv = ansible_venv();
+    let dir = tempfile::Builder::new()
+        .prefix("dropfix-ansible-doc-")
+        .tempdir()
+        .expect("tempdir");
+    install_collection(&venv, dir.path());
+    let text = ansible_doc(&venv, dir.path(), &["dropfix.dropfix.dropfix"]);
+    eprintln!("{text}");
+    assert!(
+        text.starts_with("> MODULE dropfix.dropfix.dropfix ("),
+        "{text}"
+    );
+    assert!(text.contains("plugins/modules/dropfix.yml)"), "{text}");
+    for section in ["OPTIONS", "EXAMPLES:", "RETURN VALUES:", "ATTRIBUTES:"] {
+        assert!(text.contains(section), "no {section}:\n{text}");
+    }
+    assert!(
+        text.contains("This module has a corresponding action plugin"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ansible-playbook -i inventory.ini dropfix.dropfix.fix --check --diff"),
+        "{text}"
+    );
+
+    // The documented options are exactly the module's (src/ansible.rs refuses any other) and
+    // the action plugin's own two.
+    let json = ansible_doc(&venv, dir.path(), &["--json", "dropfix.dropfix.dropfix"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("ansible-doc --json");
+    let doc = &v["dropfix.dropfix.dropfix"]["doc"];
+    let options: Vec<&str> = doc["options"]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        options,
+        [
+            "binaries",
+            "deliver",
+            "dropfix",
+            "restart",
+            "root",
+            "state",
+            "strategy",
+            "systemd_version",
+            "units"
+        ],
+        "{json}"
+    );
+    assert_eq!(
+        doc["options"]["state"]["choices"],
+        serde_json::json!(["fixed", "reverted"])
+    );
+    assert_eq!(
+        doc["options"]["strategy"]["choices"],
+        serde_json::json!(["drop-in", "full-copy"])
+    );
+    let ret = &v["dropfix.dropfix.dropfix"]["return"];
+    for key in ["msg", "rc", "cmd", "stderr", "dropfix", "binary"] {
+        assert!(ret.get(key).is_some(), "return value {key}: {json}");
+    }
+    let listed = ansible_doc(&venv, dir.path(), &["-l", "dropfix.dropfix"]);
+    assert!(listed.contains("dropfix.dropfix.dropfix"), "{listed}");
+}
+
+#[test]
+fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python_or_dropfix() {
     let venv = ansible_venv();
     let work = tempfile::Builder::new()
         .prefix("dropfix-ansible-")
         .tempdir()
         .expect("tempdir");
     let work = work.path();
+    install_collection(&venv, &work.join("collections"));
+    let want_sha = {
+        let out = Command::new("sha256sum")
+            .arg(dropfix_bin())
+            .output()
+            .expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
     let key = work.join("id_ed25519");
     let keygen = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "dropfix-test", "-f"])
@@ -199,7 +335,6 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
     let pubkey = fs::read_to_string(key.with_extension("pub")).expect("public key");
 
     let setup = Setup::real_docker()
-        .install_binary(dropfix_bin(), "/usr/local/bin/dropfix")
         .etc_file("/etc/ssh/sshd_config.d/dropfix-test.conf", SSHD_CONFIG)
         .etc_file("/etc/ssh/authorized_keys/root", &pubkey);
     let t0 = Instant::now();
@@ -216,13 +351,21 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
         c.wait_active_state("docker.service", &["active"], UP);
         c.wait_active_state("ssh.service", &["active"], UP);
         assert_eq!(mount_flags(c), "524288");
-        // No Python on the targets: the module must not need one.
+        // No Python on the targets: the module must not need one. No dropfix either: the
+        // action plugin delivers it.
         let py = c.sh("command -v python3 python3.11 python");
         assert!(
             !py.status.success(),
             "python on {}: {}",
             c.name(),
             String::from_utf8_lossy(&py.stdout)
+        );
+        let bin = c.sh("command -v dropfix || ls /opt/bin/dropfix /usr/local/bin/dropfix");
+        assert!(
+            !bin.status.success(),
+            "dropfix on {}: {}",
+            c.name(),
+            String::from_utf8_lossy(&bin.stdout)
         );
         // sshd answers on the container's loopback, through its namespace only.
         let login = Instant::now();
@@ -273,7 +416,8 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
 
     let pids: Vec<u32> = fleet.iter().map(|c| c.main_pid("docker.service")).collect();
 
-    // 1. --check --diff: every host would change, shows the override, and nothing changes.
+    // 1. --check --diff: every host would change, shows the override, and nothing changes: the
+    // binary ran from Ansible's remote temporary directory and went with it.
     let p = play(&venv, work, &["--check", "--diff"]);
     assert_recap(&p, &fleet, 1);
     // Ansible renders the module's before/after texts as a unified diff of its own.
@@ -292,6 +436,32 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
             c.name()
         );
         assert!(!c.path("/var/lib/dropfix").exists(), "{}", c.name());
+        assert!(
+            !c.path(INSTALLED).exists(),
+            "{}: installed in check mode",
+            c.name()
+        );
+        assert!(
+            !c.path("/opt/bin").exists(),
+            "{}: /opt/bin made in check mode",
+            c.name()
+        );
+        assert_eq!(
+            c.sh_ok("find /root/.ansible/tmp -mindepth 1 2>/dev/null | wc -l")
+                .trim(),
+            "0",
+            "{}: left in the remote temporary directory",
+            c.name()
+        );
+        assert!(
+            p.out.contains(&format!(
+                "{}: docker.service MountFlags slave -> (unset) (drop-in); changed=True restarted=False binary={INSTALLED} (x86_64, would be installed)",
+                c.name()
+            )),
+            "{}: the preview ran the delivered binary:\n{}",
+            c.name(),
+            p.out
+        );
         assert_eq!(mount_flags(c), "524288", "{}", c.name());
         assert_eq!(
             c.main_pid("docker.service"),
@@ -301,11 +471,22 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
         );
     }
 
-    // 2. The real run fixes every host: files, reload, one restart, dockerd in PID 1's namespace.
+    // 2. The real run installs the binary and fixes every host, one host at a time (serial 25%
+    // of 3 hosts: batches of one): files, reload, one restart, dockerd in PID 1's namespace.
     let p = play(&venv, work, &["--diff"]);
     assert_recap(&p, &fleet, 1);
+    assert_eq!(
+        p.out.matches(TASK).count(),
+        HOSTS,
+        "one batch a host:\n{}",
+        p.out
+    );
     let mut after = Vec::new();
+    let mut started = Vec::new();
     for (c, pid) in fleet.iter().zip(&pids) {
+        assert_eq!(sha256_on(c, INSTALLED), want_sha, "{}", c.name());
+        let mode = c.sh_ok(&format!("stat -c %a {INSTALLED}"));
+        assert_eq!(mode.trim(), "755", "{}", c.name());
         assert!(c.path(DROPIN).exists(), "{}", c.name());
         assert_eq!(mount_flags(c), "0", "{}", c.name());
         let now = c.main_pid("docker.service");
@@ -317,7 +498,7 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
         );
         assert!(
             p.out.contains(&format!(
-                "{}: docker.service MountFlags slave -> (unset) (drop-in, restarted); changed=True restarted=True",
+                "{}: docker.service MountFlags slave -> (unset) (drop-in, restarted); changed=True restarted=True binary={INSTALLED} (x86_64, installed)",
                 c.name()
             )),
             "{}: the module returned dropfix's report:\n{}",
@@ -325,11 +506,37 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
             p.out
         );
         after.push(now);
+        let t = c.property(
+            "docker.service",
+            "org.freedesktop.systemd1.Service",
+            "ExecMainStartTimestampMonotonic",
+        );
+        started.push(t.parse::<u64>().unwrap_or(0));
     }
+    // The batches ran in inventory order, each restart after the one before it (the containers
+    // share the host's monotonic clock).
+    assert!(
+        started.windows(2).all(|w| w[0] < w[1]),
+        "docker restarted out of order: {started:?}"
+    );
 
-    // 3. Again: nothing to do anywhere, nothing restarted.
+    // 3. Again: nothing to do anywhere, nothing restarted, the binary left as it is.
+    let inodes: Vec<String> = fleet
+        .iter()
+        .map(|c| c.sh_ok(&format!("stat -c %i {INSTALLED}")))
+        .collect();
     let p = play(&venv, work, &[]);
     assert_recap(&p, &fleet, 0);
+    for (c, inode) in fleet.iter().zip(&inodes) {
+        let now = c.sh_ok(&format!("stat -c %i {INSTALLED}"));
+        assert_eq!(&now, inode, "{}: binary replaced", c.name());
+        assert!(
+            p.out
+                .contains(&format!("binary={INSTALLED} (x86_64, unchanged)")),
+            "{}",
+            p.out
+        );
+    }
     for (c, pid) in fleet.iter().zip(&after) {
         assert_eq!(
             c.main_pid("docker.service"),
@@ -347,7 +554,7 @@ fn ansible_check_diff_then_fix_then_nothing_on_three_hosts_without_python() {
 #[test]
 fn module_changed_means_files_changed_or_a_restart_happened() {
     const MODULE: &str = "/usr/local/lib/dropfix-test/dropfix";
-    let module = fs::read(top().join("packaging/ansible/library/dropfix")).expect("module");
+    let module = fs::read(top().join("packaging/ansible/plugins/modules/dropfix")).expect("module");
     let setup = Setup::new()
         .install_binary(dropfix_bin(), "/usr/local/bin/dropfix")
         .usr_bytes(MODULE, &module, 0o755);

@@ -1,5 +1,5 @@
 //! The Ansible module offline: `dropfix ansible-module ARGS_FILE` (and the packaged wrapper
-//! packaging/ansible/library/dropfix that execs it) on temp copies of examples/coreos-1192
+//! packaging/ansible/plugins/modules/dropfix that execs it) on temp copies of examples/coreos-1192
 //! passed as `root`. A bad argument must change nothing at all; good ones must do exactly what
 //! the play says, and say it in Ansible's result shape.
 
@@ -232,14 +232,17 @@ fn wrapper(dir: &Path, args: &Value) -> (Run, Value) {
     if !link.exists() {
         std::os::unix::fs::symlink(dropfix_bin(), &link).expect("linking dropfix into PATH");
     }
-    let module = top().join("packaging/ansible/library/dropfix");
+    let module = top().join("packaging/ansible/plugins/modules/dropfix");
     let mode = fs::metadata(&module).expect("module").permissions().mode();
     assert_eq!(mode & 0o111, 0o111, "the module stays executable");
     let mut cmd = command("sh");
     cmd.arg(&module)
         .arg(&file)
         .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()));
-    result(run_command(cmd, &format!("sh library/dropfix {args}")))
+    result(run_command(
+        cmd,
+        &format!("sh plugins/modules/dropfix {args}"),
+    ))
 }
 
 #[test]
@@ -271,10 +274,10 @@ fn the_packaged_wrapper_runs_dropfix_from_path_and_refuses_typos() {
     }
     let file = f.path().join("args.json");
     let mut cmd = command("sh");
-    cmd.arg(top().join("packaging/ansible/library/dropfix"))
+    cmd.arg(top().join("packaging/ansible/plugins/modules/dropfix"))
         .arg(&file)
         .env("PATH", "/usr/bin:/bin");
-    let (_, v) = result(run_command(cmd, "sh library/dropfix (no dropfix)"));
+    let (_, v) = result(run_command(cmd, "sh plugins/modules/dropfix (no dropfix)"));
     assert_eq!(v["failed"], true, "{v}");
     assert!(
         v["msg"]
