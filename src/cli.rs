@@ -46,7 +46,8 @@ pub struct Global {
     /// D-Bus, no reload or restart.
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Output for people (text) or one JSON object on stdout for machines.
+    /// Output for people (text), one JSON object on stdout for machines, or (doctor only)
+    /// Prometheus metrics.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Colour: auto uses it on a terminal unless NO_COLOR is set.
@@ -168,6 +169,10 @@ pub struct DoctorArgs {
     /// Units to examine (default: docker.service, and early-docker.service where it exists).
     #[arg(value_name = "UNIT")]
     pub units: Vec<String>,
+    /// Write the report to FILE atomically (a temp file beside it, renamed over it) instead
+    /// of stdout: what node_exporter's textfile collector wants. The directory must exist.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `dropfix scan`.
@@ -315,6 +320,8 @@ pub enum Format {
     Text,
     /// One JSON object on stdout.
     Json,
+    /// Prometheus text format for node_exporter's textfile collector (doctor only).
+    Prometheus,
 }
 
 /// Colour choice.

@@ -20,6 +20,7 @@ pub mod error;
 pub mod inspect;
 pub mod lock;
 pub mod manager;
+pub mod metrics;
 pub mod netns;
 pub mod plan;
 pub mod render;
