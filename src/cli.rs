@@ -143,24 +143,59 @@ pub enum Generate {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// An Ignition config (spec 3.3.0), on stdout, that installs FILE's bytes from URL at
+    /// /opt/bin/dropfix (checked against FILE's SHA-512) and enables dropfix-firstboot.service.
+    Ignition {
+        /// The static dropfix binary that will be served at URL (it is hashed, not embedded).
+        #[arg(long, value_name = "FILE")]
+        binary: PathBuf,
+        /// Where the machines fetch it (http, https, tftp, s3 or gs).
+        #[arg(long, value_name = "URL")]
+        url: String,
+    },
 }
 
 /// Writes what `dropfix generate` asks for.
-pub fn generate(what: &Generate) -> std::io::Result<()> {
+pub fn generate(what: &Generate) -> anyhow::Result<()> {
+    use anyhow::Context;
     use clap::CommandFactory;
     let cmd = Cli::command();
-    match what {
-        Generate::Man { dir } => clap_mangen::generate_to(cmd, dir),
+    let text = match what {
+        Generate::Man { dir } => {
+            return clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()));
+        }
         Generate::Completions { shell } => {
-            use std::io::Write;
             // Into memory first: clap_complete panics on a write error (a closed pipe).
             let mut text = Vec::new();
             clap_complete::generate(*shell, &mut cmd.clone(), "dropfix", &mut text);
-            let mut out = std::io::stdout().lock();
-            out.write_all(&text)?;
-            out.flush()
+            text
         }
+        Generate::Ignition { binary, url } => {
+            crate::ignition::check_url(url).map_err(anyhow::Error::msg)?;
+            let bytes = std::fs::read(binary)
+                .with_context(|| format!("--binary {}: cannot read", binary.display()))?;
+            if !bytes.starts_with(b"\x7fELF") {
+                anyhow::bail!("--binary {}: not an ELF executable", binary.display());
+            }
+            crate::ignition::config(url, &sha512_hex(&bytes)).into_bytes()
+        }
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text).context("writing output")?;
+    out.flush().context("writing output")
+}
+
+/// SHA-512 of `bytes` in lowercase hex, as Ignition's `verification.hash` wants it.
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(128);
+    for b in sha2::Sha512::digest(bytes) {
+        let _ = write!(hex, "{b:02x}");
     }
+    hex
 }
 
 /// `dropfix doctor`.

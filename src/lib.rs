@@ -17,6 +17,7 @@ pub mod docker;
 pub mod doctor;
 pub mod effective;
 pub mod error;
+pub mod ignition;
 pub mod inspect;
 pub mod lock;
 pub mod manager;

@@ -51,6 +51,8 @@ pub struct Setup {
     etc_files: Vec<(String, Vec<u8>)>,
     rootfs: Option<PathBuf>,
     docker: bool,
+    etc_trees: Vec<PathBuf>,
+    binds: Vec<(PathBuf, String)>,
 }
 
 impl Default for Setup {
@@ -67,6 +69,8 @@ impl Default for Setup {
             etc_files: Vec::new(),
             rootfs: None,
             docker: false,
+            etc_trees: Vec::new(),
+            binds: Vec::new(),
         }
     }
 }
@@ -180,6 +184,21 @@ impl Setup {
         self
     }
 
+    /// Everything under the host directory `dir` (files, symlinks, modes) in /etc from boot on,
+    /// e.g. what Ignition wrote into a root's /etc.
+    pub fn etc_tree(mut self, dir: impl AsRef<Path>) -> Self {
+        self.etc_trees.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// The host directory `host` read-only at `inside` (e.g. /opt, which the container's
+    /// volatile root otherwise lacks).
+    pub fn bind_ro(mut self, host: impl AsRef<Path>, inside: &str) -> Self {
+        self.binds
+            .push((host.as_ref().to_path_buf(), inside.to_string()));
+        self
+    }
+
     /// Makes the stand-in daemon fail whenever it runs in PID 1's mount namespace.
     pub fn fail_in_host_ns(self) -> Self {
         self.etc_file(FAIL_IN_HOST_NS_MARKER, "")
@@ -225,6 +244,21 @@ impl Setup {
         for (path, bytes) in &self.etc_files {
             write_under(&etc, "/etc", path, bytes, 0o644)?;
         }
+        for tree in &self.etc_trees {
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(tree.join("."))
+                .arg(&etc)
+                .output()
+                .map_err(|e| format!("cp: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "copying {} into /etc: {}",
+                    tree.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -265,6 +299,19 @@ impl Container {
         }
         if setup.docker {
             up.env("DOCKER", "1");
+        }
+        if !setup.binds.is_empty() {
+            // harness.sh word-splits EXTRA_NSPAWN_ARGS.
+            let args: Vec<String> = setup
+                .binds
+                .iter()
+                .map(|(host, inside)| format!("--bind-ro={}:{inside}", host.display()))
+                .collect();
+            assert!(
+                args.iter().all(|a| !a.contains(char::is_whitespace)),
+                "{args:?}"
+            );
+            up.env("EXTRA_NSPAWN_ARGS", args.join(" "));
         }
         let out = up.output();
         let boot_time = t0.elapsed();
@@ -593,7 +640,8 @@ fn harness(name: &str) -> Command {
         .env_remove("USR_EXTRA")
         .env_remove("ETC_EXTRA")
         .env_remove("ROOTFS")
-        .env_remove("DOCKER");
+        .env_remove("DOCKER")
+        .env_remove("EXTRA_NSPAWN_ARGS");
     cmd
 }
 
