@@ -133,7 +133,7 @@ pub struct GenerateArgs {
 pub enum Generate {
     /// dropfix.1 and one page a subcommand (dropfix-fix.1, ...), in roff, into DIR.
     Man {
-        /// Directory to write the pages into (must exist).
+        /// Directory to write the pages into (created when missing).
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
@@ -161,16 +161,9 @@ pub fn generate(what: &Generate) -> anyhow::Result<()> {
     use clap::CommandFactory;
     let cmd = Cli::command();
     let text = match what {
-        Generate::Man { dir } => {
-            return clap_mangen::generate_to(cmd, dir)
-                .with_context(|| format!("writing man pages into {}", dir.display()));
-        }
-        Generate::Completions { shell } => {
-            // Into memory first: clap_complete panics on a write error (a closed pipe).
-            let mut text = Vec::new();
-            clap_complete::generate(*shell, &mut cmd.clone(), "dropfix", &mut text);
-            text
-        }
+        Generate::Man { dir } => return crate::manual::write_man_pages(cmd, dir),
+        // Into memory first: clap_complete panics on a write error (a closed pipe).
+        Generate::Completions { shell } => crate::manual::completions(*shell, &mut cmd.clone()),
         Generate::Ignition { binary, url } => {
             crate::ignition::check_url(url).map_err(anyhow::Error::msg)?;
             let bytes = std::fs::read(binary)

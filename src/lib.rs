@@ -21,6 +21,7 @@ pub mod ignition;
 pub mod inspect;
 pub mod lock;
 pub mod manager;
+pub mod manual;
 pub mod metrics;
 pub mod netns;
 pub mod plan;
