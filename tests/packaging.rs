@@ -332,7 +332,7 @@ fn deb_installs_binary_man_pages_completions_and_the_firstboot_unit() {
     let postinst = fs::read_to_string(ctrl.join("postinst")).expect("postinst");
     assert!(postinst.contains("deb-systemd-helper enable dropfix-firstboot.service"));
     assert!(!postinst.contains("start"), "{postinst}");
-    for script in ["postinst", "prerm", "postrm"] {
+    for script in ["postinst", "postrm"] {
         let path = ctrl.join(script);
         let mode = fs::metadata(&path).expect(script).permissions().mode() & 0o777;
         assert_eq!(mode, 0o755, "{script}");

@@ -53,6 +53,7 @@ pub struct Setup {
     docker: bool,
     etc_trees: Vec<PathBuf>,
     binds: Vec<(PathBuf, String)>,
+    usr_rw: bool,
 }
 
 impl Default for Setup {
@@ -71,6 +72,7 @@ impl Default for Setup {
             docker: false,
             etc_trees: Vec::new(),
             binds: Vec::new(),
+            usr_rw: false,
         }
     }
 }
@@ -199,6 +201,12 @@ impl Setup {
         self
     }
 
+    /// With [`Setup::rootfs`]: a writable /usr (a scratch layer), so dpkg can install packages.
+    pub fn writable_usr(mut self) -> Self {
+        self.usr_rw = true;
+        self
+    }
+
     /// Makes the stand-in daemon fail whenever it runs in PID 1's mount namespace.
     pub fn fail_in_host_ns(self) -> Self {
         self.etc_file(FAIL_IN_HOST_NS_MARKER, "")
@@ -299,6 +307,10 @@ impl Container {
         }
         if setup.docker {
             up.env("DOCKER", "1");
+        }
+        if setup.usr_rw {
+            assert!(setup.rootfs.is_some(), "writable_usr needs a rootfs");
+            up.env("USR_RW", "1");
         }
         if !setup.binds.is_empty() {
             // harness.sh word-splits EXTRA_NSPAWN_ARGS.
@@ -641,7 +653,8 @@ fn harness(name: &str) -> Command {
         .env_remove("ETC_EXTRA")
         .env_remove("ROOTFS")
         .env_remove("DOCKER")
-        .env_remove("EXTRA_NSPAWN_ARGS");
+        .env_remove("EXTRA_NSPAWN_ARGS")
+        .env_remove("USR_RW");
     cmd
 }
 
