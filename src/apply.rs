@@ -62,6 +62,30 @@ fn put_file(dir: &OwnedFd, name: &str, path: &str, data: &[u8], mode: u32) -> Re
     result
 }
 
+/// Atomically replace the report file `path` on the machine dropfix runs on (not an override:
+/// any directory, outside `--root`): a hidden temp file beside it, fsync, rename, fsync of the
+/// directory. Readers such as node_exporter see the old file or the new one, never a part.
+pub fn write_report(path: &std::path::Path, data: &[u8], mode: u32) -> Result<()> {
+    let shown = path.display().to_string();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("--output {shown}: not a file name"))?;
+    let dir_path = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let dir = rfs::open(
+        dir_path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("--output {shown}: cannot open {}", dir_path.display()))?;
+    put_file(&dir, name, &shown, data, mode).with_context(|| format!("--output {shown}"))?;
+    rfs::fsync(&dir)
+        .with_context(|| format!("--output {shown}: cannot sync {}", dir_path.display()))
+}
+
 /// Remove `name` in `dir` and, if it is a directory, everything in it; no symlink followed.
 fn remove_all_at(dir: &OwnedFd, name: &CStr, depth: usize) -> Result<()> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

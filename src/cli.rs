@@ -46,7 +46,8 @@ pub struct Global {
     /// D-Bus, no reload or restart.
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Output for people (text) or one JSON object on stdout for machines.
+    /// Output for people (text), one JSON object on stdout for machines, or (doctor only)
+    /// Prometheus metrics.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Colour: auto uses it on a terminal unless NO_COLOR is set.
@@ -132,7 +133,7 @@ pub struct GenerateArgs {
 pub enum Generate {
     /// dropfix.1 and one page a subcommand (dropfix-fix.1, ...), in roff, into DIR.
     Man {
-        /// Directory to write the pages into (must exist).
+        /// Directory to write the pages into (created when missing).
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
@@ -142,24 +143,52 @@ pub enum Generate {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// An Ignition config (spec 3.3.0), on stdout, that installs FILE's bytes from URL at
+    /// /opt/bin/dropfix (checked against FILE's SHA-512) and enables dropfix-firstboot.service.
+    Ignition {
+        /// The static dropfix binary that will be served at URL (it is hashed, not embedded).
+        #[arg(long, value_name = "FILE")]
+        binary: PathBuf,
+        /// Where the machines fetch it (http, https, tftp, s3 or gs).
+        #[arg(long, value_name = "URL")]
+        url: String,
+    },
 }
 
 /// Writes what `dropfix generate` asks for.
-pub fn generate(what: &Generate) -> std::io::Result<()> {
+pub fn generate(what: &Generate) -> anyhow::Result<()> {
+    use anyhow::Context;
     use clap::CommandFactory;
     let cmd = Cli::command();
-    match what {
-        Generate::Man { dir } => clap_mangen::generate_to(cmd, dir),
-        Generate::Completions { shell } => {
-            use std::io::Write;
-            // Into memory first: clap_complete panics on a write error (a closed pipe).
-            let mut text = Vec::new();
-            clap_complete::generate(*shell, &mut cmd.clone(), "dropfix", &mut text);
-            let mut out = std::io::stdout().lock();
-            out.write_all(&text)?;
-            out.flush()
+    let text = match what {
+        Generate::Man { dir } => return crate::manual::write_man_pages(cmd, dir),
+        // Into memory first: clap_complete panics on a write error (a closed pipe).
+        Generate::Completions { shell } => crate::manual::completions(*shell, &mut cmd.clone()),
+        Generate::Ignition { binary, url } => {
+            crate::ignition::check_url(url).map_err(anyhow::Error::msg)?;
+            let bytes = std::fs::read(binary)
+                .with_context(|| format!("--binary {}: cannot read", binary.display()))?;
+            if !bytes.starts_with(b"\x7fELF") {
+                anyhow::bail!("--binary {}: not an ELF executable", binary.display());
+            }
+            crate::ignition::config(url, &sha512_hex(&bytes)).into_bytes()
         }
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text).context("writing output")?;
+    out.flush().context("writing output")
+}
+
+/// SHA-512 of `bytes` in lowercase hex, as Ignition's `verification.hash` wants it.
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(128);
+    for b in sha2::Sha512::digest(bytes) {
+        let _ = write!(hex, "{b:02x}");
     }
+    hex
 }
 
 /// `dropfix doctor`.
@@ -168,6 +197,10 @@ pub struct DoctorArgs {
     /// Units to examine (default: docker.service, and early-docker.service where it exists).
     #[arg(value_name = "UNIT")]
     pub units: Vec<String>,
+    /// Write the report to FILE atomically (a temp file beside it, renamed over it) instead
+    /// of stdout: what node_exporter's textfile collector wants. The directory must exist.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `dropfix scan`.
@@ -322,6 +355,8 @@ pub enum Format {
     Text,
     /// One JSON object on stdout.
     Json,
+    /// Prometheus text format for node_exporter's textfile collector (doctor only).
+    Prometheus,
 }
 
 /// Colour choice.

@@ -21,6 +21,21 @@ pub enum Status {
     Unchecked,
 }
 
+impl Status {
+    /// Every status, in the order metrics list them.
+    pub const ALL: [Status; 4] = [Status::Ok, Status::Problem, Status::Info, Status::Unchecked];
+
+    /// The status as in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Problem => "problem",
+            Status::Info => "info",
+            Status::Unchecked => "unchecked",
+        }
+    }
+}
+
 /// What a finding is about: stable identifiers for scripts and monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -30,6 +30,20 @@ pub enum Class {
     Held,
 }
 
+impl Class {
+    /// Every class, in the order metrics list them.
+    pub const ALL: [Class; 3] = [Class::Enterable, Class::Stale, Class::Held];
+
+    /// The class as in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Enterable => "enterable",
+            Class::Stale => "stale",
+            Class::Held => "held",
+        }
+    }
+}
+
 /// A process whose mount namespace has the entry's mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Holder {

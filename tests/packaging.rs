@@ -1,5 +1,5 @@
-//! What packaging/ ships: the Butane config and the Ignition JSON it produces, the legacy
-//! cloud-config, the .deb, and the static release binary. The unit text each one installs must be
+//! What packaging/ ships: the Ignition config `dropfix generate ignition` writes, the Butane
+//! config, the legacy cloud-config, the .deb, and the static release binary. The unit text each one installs must be
 //! packaging/dropfix-firstboot.service byte for byte (the unit the live tests prove).
 
 mod support;
@@ -15,7 +15,6 @@ use yaml_rust2::{Yaml, YamlLoader};
 const UNIT: &str = include_str!("../packaging/dropfix-firstboot.service");
 const UNIT_NAME: &str = "dropfix-firstboot.service";
 const BUTANE: &str = include_str!("../packaging/coreos/dropfix.bu");
-const IGNITION: &str = include_str!("../packaging/coreos/dropfix.ign");
 const CLOUD_CONFIG: &str = include_str!("../packaging/coreos/cloud-config.yml");
 /// Where the CoreOS configs put the static binary (/usr is read-only there).
 const OPT_BIN: &str = "/opt/bin/dropfix";
@@ -105,54 +104,61 @@ fn butane_config_installs_the_static_binary_and_embeds_the_shipped_unit_byte_for
     assert_dropin_runs_the_unit_command_from_opt_bin(ystr(&dropins[0]["contents"], "dropin"));
 }
 
-/// What `butane` makes of the Butane config, for the fields it uses (Butane's flatcar 1.0.0
-/// targets Ignition spec 3.3.0; mode becomes a decimal number; the rest is carried over).
+/// The drop-in `dropfix generate ignition` writes (templates/ignition-opt-bin.conf).
+const OPT_BIN_DROPIN: &str = include_str!("../templates/ignition-opt-bin.conf");
+
+fn generate_ignition(url: &str) -> (String, Json) {
+    let bin = support::dropfix_bin();
+    let text = run(Command::new(&bin)
+        .args(["generate", "ignition", "--url", url, "--binary"])
+        .arg(&bin));
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"));
+    (text, json)
+}
+
+/// `dropfix generate ignition`: spec 3.3.0, the binary's SHA-512 as sha512sum computes it, the
+/// URL as given, mode 0755 at /opt/bin, the shipped unit byte for byte and enabled, the
+/// drop-in that runs it from /opt/bin; nothing else. Ignition's own validator (Debian's
+/// ignition package) accepts it. tests/provision.rs has Ignition apply it and boots the result.
 #[test]
-fn ignition_json_is_what_butane_makes_of_the_butane_config() {
-    let b = yaml(BUTANE);
-    let i: Json = serde_json::from_str(IGNITION).expect("Ignition JSON");
+fn generated_ignition_config_pins_the_binary_hash_and_embeds_the_shipped_unit() {
+    let url = "https://downloads.example.com/dropfix/0.1.0/dropfix-x86_64-linux-static";
+    let (text, i) = generate_ignition(url);
     assert_eq!(i["ignition"]["version"], "3.3.0");
-    let bf = &b["storage"]["files"][0];
-    let jf = &i["storage"]["files"][0];
-    assert_eq!(i["storage"]["files"].as_array().map(Vec::len), Some(1));
-    assert_eq!(jstr(&jf["path"], "path"), ystr(&bf["path"], "path"));
-    assert_eq!(jf["mode"], 0o755);
+    let files = i["storage"]["files"].as_array().expect("storage.files");
+    assert_eq!(files.len(), 1);
+    let f = &files[0];
+    assert_eq!(jstr(&f["path"], "path"), OPT_BIN);
+    assert_eq!(f["mode"], 0o755);
+    assert_eq!(jstr(&f["contents"]["source"], "source"), url);
+    let sum = run(Command::new("sha512sum").arg(support::dropfix_bin()));
+    let hex = sum.split_whitespace().next().expect("sha512sum output");
     assert_eq!(
-        jstr(&jf["contents"]["source"], "source"),
-        ystr(&bf["contents"]["source"], "source")
+        jstr(&f["contents"]["verification"]["hash"], "hash"),
+        format!("sha512-{hex}")
     );
-    let ju = &i["systemd"]["units"][0];
-    let bu = &b["systemd"]["units"][0];
-    assert_eq!(i["systemd"]["units"].as_array().map(Vec::len), Some(1));
-    assert_eq!(jstr(&ju["name"], "name"), UNIT_NAME);
-    assert_eq!(ju["enabled"], true);
+    let units = i["systemd"]["units"].as_array().expect("systemd.units");
+    assert_eq!(units.len(), 1);
+    let u = &units[0];
+    assert_eq!(jstr(&u["name"], "name"), UNIT_NAME);
+    assert_eq!(u["enabled"], true);
     assert_eq!(
-        jstr(&ju["contents"], "contents"),
+        jstr(&u["contents"], "contents"),
         UNIT,
         "unit text, byte for byte"
     );
-    assert_eq!(
-        jstr(&ju["contents"], "contents"),
-        ystr(&bu["contents"], "b")
-    );
-    let jd = &ju["dropins"][0];
-    let bd = &bu["dropins"][0];
-    assert_eq!(jstr(&jd["name"], "name"), ystr(&bd["name"], "name"));
-    assert_eq!(
-        jstr(&jd["contents"], "contents"),
-        ystr(&bd["contents"], "contents")
-    );
-    // Nothing else: no stray keys Ignition would act on.
+    let d = &u["dropins"][0];
+    assert_eq!(jstr(&d["name"], "name"), "10-opt-bin.conf");
+    assert_eq!(jstr(&d["contents"], "contents"), OPT_BIN_DROPIN);
+    assert_dropin_runs_the_unit_command_from_opt_bin(OPT_BIN_DROPIN);
     let keys: Vec<&String> = i.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["ignition", "storage", "systemd"]);
-}
 
-/// Ignition's own validator (Debian's ignition package, which tests/run installs) accepts the
-/// JSON: spec version, fields, and the unit and drop-in text parsed as systemd units.
-#[test]
-fn ignition_validate_accepts_the_ignition_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("dropfix.ign");
+    fs::write(&path, &text).unwrap();
     let out = Command::new("ignition-validate")
-        .arg(top().join("packaging/coreos/dropfix.ign"))
+        .arg(&path)
         .output()
         .unwrap_or_else(|e| panic!("cannot run ignition-validate (apt-get install ignition): {e}"));
     assert!(
@@ -161,6 +167,43 @@ fn ignition_validate_accepts_the_ignition_json() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The Butane config, for those who write their own with Butane, installs what the generated
+/// config does: same unit, same drop-in.
+#[test]
+fn butane_config_installs_what_the_generated_ignition_config_does() {
+    let b = yaml(BUTANE);
+    let u = &b["systemd"]["units"][0];
+    let d = &u["dropins"][0];
+    assert_eq!(ystr(&d["name"], "name"), "10-opt-bin.conf");
+    assert_eq!(ystr(&d["contents"], "contents"), OPT_BIN_DROPIN);
+}
+
+#[test]
+fn generate_ignition_refuses_a_url_ignition_cannot_fetch_and_a_file_that_is_no_binary() {
+    let bin = support::dropfix_bin();
+    let out = Command::new(&bin)
+        .args(["generate", "ignition", "--url", "ftp://h/d", "--binary"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("dropfix: error: --url ftp://h/d: "),
+        "{err}"
+    );
+    let out = Command::new(&bin)
+        .args(["generate", "ignition", "--url", "https://h/d", "--binary"])
+        .arg(top().join("README.md"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("README.md: not an ELF executable"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -289,7 +332,7 @@ fn deb_installs_binary_man_pages_completions_and_the_firstboot_unit() {
     let postinst = fs::read_to_string(ctrl.join("postinst")).expect("postinst");
     assert!(postinst.contains("deb-systemd-helper enable dropfix-firstboot.service"));
     assert!(!postinst.contains("start"), "{postinst}");
-    for script in ["postinst", "prerm", "postrm"] {
+    for script in ["postinst", "postrm"] {
         let path = ctrl.join(script);
         let mode = fs::metadata(&path).expect(script).permissions().mode() & 0o777;
         assert_eq!(mode, 0o755, "{script}");

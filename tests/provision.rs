@@ -196,3 +196,195 @@ fn after_an_os_update_the_boot_unit_moves_the_copy_before_dockers_first_start() 
     c.sh_ok(&format!("{BIN} fix --check"));
     c.sh_ok(&format!("{BIN} doctor"));
 }
+
+// ------------------------------------------------------------------------------------------
+// Ignition: `dropfix generate ignition`, applied by Ignition itself, then the first boot.
+// ------------------------------------------------------------------------------------------
+
+/// The full Ignition binary Debian's ignition package ships for its dracut module.
+const IGNITION: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
+
+/// Serves `body` to every HTTP request on 127.0.0.1, from a thread; returns the URL.
+fn serve(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/dropfix-x86_64-linux-static")
+}
+
+fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Ignition's fetch and files stages, as the initramfs runs them, on `root` (a directory), with
+/// the config from the `file` platform. Returns whether Ignition succeeded, and its log.
+fn ignition_files(work: &std::path::Path, root: &std::path::Path, config: &str) -> (bool, String) {
+    let cfg = work.join("config.ign");
+    std::fs::write(&cfg, config).unwrap();
+    // Debian builds Ignition to relabel what it wrote for SELinux, as Fedora CoreOS needs: it
+    // reads SELINUXTYPE from the root's /etc/selinux/config and runs `setfiles`. Neither this
+    // host nor the test containers use SELinux, so the relabel is a no-op stand-in on PATH.
+    std::fs::create_dir_all(root.join("etc/selinux")).unwrap();
+    std::fs::write(
+        root.join("etc/selinux/config"),
+        "SELINUX=disabled\nSELINUXTYPE=targeted\n",
+    )
+    .unwrap();
+    let stubs = work.join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    std::fs::write(stubs.join("setfiles"), "#!/bin/sh\ncat >/dev/null\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        stubs.join("setfiles"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut log = String::new();
+    for stage in ["fetch", "files"] {
+        let out = std::process::Command::new(IGNITION)
+            .args(["-platform", "file", "-stage", stage, "-log-to-stdout"])
+            .arg("-root")
+            .arg(root)
+            .arg("-config-cache")
+            .arg(work.join("ignition.json"))
+            .arg("-state-file")
+            .arg(work.join("state"))
+            .arg("-neednet")
+            .arg(work.join("neednet"))
+            .env("IGNITION_CONFIG_FILE", &cfg)
+            .env("PATH", &path)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {IGNITION} (apt-get install ignition): {e}"));
+        log.push_str(&String::from_utf8_lossy(&out.stdout));
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return (false, log);
+        }
+    }
+    (true, log)
+}
+
+#[test]
+fn ignition_config_from_generate_installs_the_binary_and_docker_first_starts_fixed() {
+    let bin = dropfix_bin();
+    let bytes = std::fs::read(&bin).unwrap();
+    let url = serve(bytes.clone());
+    let config = run_ok(
+        std::process::Command::new(&bin)
+            .args(["generate", "ignition", "--url", &url, "--binary"])
+            .arg(&bin),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let (ok, log) = ignition_files(work.path(), &root, &config);
+    assert!(ok, "Ignition failed:\n{log}");
+
+    // What Ignition wrote: the downloaded binary (hash checked), the unit byte for byte, the
+    // drop-in, and the enablement as a preset for the first boot.
+    let installed = root.join("opt/bin/dropfix");
+    assert_eq!(std::fs::read(&installed).unwrap(), bytes);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/systemd/system").join(UNIT)).unwrap(),
+        UNIT_TEXT
+    );
+    assert!(root
+        .join("etc/systemd/system/dropfix-firstboot.service.d/10-opt-bin.conf")
+        .is_file());
+    let preset =
+        std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap();
+    assert!(
+        preset.lines().any(|l| l == format!("enable {UNIT}")),
+        "{preset}"
+    );
+    // systemd applies presets on a machine's first boot (no machine-id yet); the harness seeds
+    // one, so apply them here as PID 1 would: enable-only, for the units of this root.
+    run_ok(
+        std::process::Command::new("systemctl")
+            .arg(format!("--root={}", root.display()))
+            .args(["preset-all", "--preset-mode=enable-only"]),
+    );
+    let link = root
+        .join("etc/systemd/system/multi-user.target.wants")
+        .join(UNIT);
+    assert_eq!(
+        std::fs::read_link(&link).expect("the wants link"),
+        std::path::Path::new("/etc/systemd/system").join(UNIT)
+    );
+
+    let etc = root.join("etc");
+    std::fs::remove_dir_all(etc.join("selinux")).unwrap();
+    let setup = Setup::new()
+        .etc_tree(&etc)
+        .bind_ro(root.join("opt"), "/opt");
+    let c = Container::boot("firstboot-ignition", &setup);
+    assert_firstboot_ran_before_docker(&c);
+    assert_eq!(prop(&c, "docker.service", "Service", "NRestarts"), "0");
+    let starts = std::fs::read_to_string(c.path("/run/fake-dockerd.starts")).unwrap_or_default();
+    assert_eq!(starts.lines().count(), 1, "docker started exactly once");
+    assert!(c.in_pid1_mount_ns(c.main_pid("docker.service")));
+    let exec = c.sh_ok(&format!("systemctl show -p ExecStart --value {UNIT}"));
+    assert!(exec.contains("path=/opt/bin/dropfix "), "{exec}");
+}
+
+#[test]
+fn ignition_refuses_a_binary_whose_hash_differs_and_installs_nothing() {
+    let bin = dropfix_bin();
+    let mut tampered = std::fs::read(&bin).unwrap();
+    if let Some(b) = tampered.last_mut() {
+        *b ^= 0xff;
+    }
+    let url = serve(tampered);
+    let config = run_ok(
+        std::process::Command::new(&bin)
+            .args(["generate", "ignition", "--url", &url, "--binary"])
+            .arg(&bin),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let (ok, log) = ignition_files(work.path(), &root, &config);
+    assert!(!ok, "Ignition accepted a tampered binary:\n{log}");
+    assert!(
+        log.contains("hash") || log.contains("verification"),
+        "{log}"
+    );
+    assert!(!root.join("opt/bin/dropfix").exists());
+}

@@ -203,7 +203,67 @@ fn host_proc_facts(
     }
 }
 
+/// When doctor runs, in seconds since the epoch (for the metrics file).
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
+    let now = now_unix();
+    let (d, host) = match gather(ctx, args) {
+        Ok(x) => x,
+        Err(e) => {
+            // A metrics file left from an earlier run would claim a state no longer checked.
+            if let (Format::Prometheus, Some(out)) = (ctx.format, &args.output) {
+                let c = metrics_context(now, None, false);
+                let _ = crate::apply::write_report(
+                    out,
+                    crate::metrics::doctor_failed(&c).as_bytes(),
+                    0o644,
+                );
+            }
+            return Err(e);
+        }
+    };
+    let text = match ctx.format {
+        Format::Json => json_text(&d)?,
+        Format::Text => render::doctor_text(&d, ctx.style),
+        Format::Prometheus => crate::metrics::doctor(
+            &d,
+            &metrics_context(
+                now,
+                host.version.as_ref().map(|v| v.major),
+                host.pid1_ns.is_some(),
+            ),
+        ),
+    };
+    match &args.output {
+        Some(out) => crate::apply::write_report(out, text.as_bytes(), 0o644)?,
+        None => print(&text)?,
+    }
+    Ok(if d.healthy { 0 } else { EXIT_PENDING })
+}
+
+fn metrics_context(
+    now_unix: u64,
+    systemd_version: Option<u32>,
+    netns_checked: bool,
+) -> crate::metrics::Context<'static> {
+    crate::metrics::Context {
+        now_unix,
+        systemd_version,
+        netns_dirs: verify::NETNS_DIRS,
+        netns_checked,
+    }
+}
+
+/// Facts from the files, systemd and /proc, judged.
+fn gather(
+    ctx: &Ctx,
+    args: &crate::cli::DoctorArgs,
+) -> Result<(crate::doctor::Diagnosis, crate::doctor::HostFacts)> {
     let root = &ctx.root;
     let explicit = !args.units.is_empty();
     let names = units_or_default(&args.units)?;
@@ -269,9 +329,5 @@ pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
             .push("offline (--root): process, namespace and netns checks need a live host".into());
     }
     let d = crate::doctor::diagnose(&facts, &host);
-    match ctx.format {
-        Format::Json => print_json(&d)?,
-        Format::Text => print(&render::doctor_text(&d, ctx.style))?,
-    }
-    Ok(if d.healthy { 0 } else { EXIT_PENDING })
+    Ok((d, host))
 }

@@ -56,6 +56,13 @@ const DEFAULT_UNITS: &[&str] = &["docker.service", "early-docker.service"];
 pub fn run(cli: Cli) -> i32 {
     let format = cli.global.format;
     let command = command_name(&cli.command);
+    if format == Format::Prometheus && !matches!(cli.command, Command::Doctor(_)) {
+        // A usage error (exit 2): only doctor's report is a set of measurements.
+        eprintln!(
+            "dropfix: error: --format prometheus: only `dropfix doctor` writes metrics; use --format json with {command}"
+        );
+        return 2;
+    }
     match run_inner(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -183,9 +190,7 @@ fn run_inner(cli: Cli) -> Result<i32> {
             )
         }
         Command::AnsibleModule(a) => Ok(crate::ansible::run(&a.args_file)),
-        Command::Generate(g) => crate::cli::generate(&g.what)
-            .context("writing generated text")
-            .map(|()| 0),
+        Command::Generate(g) => crate::cli::generate(&g.what).map(|()| 0),
     }
 }
 
@@ -246,7 +251,7 @@ impl Ctx {
             return Ok(());
         }
         match self.format {
-            Format::Json => print_json(r),
+            Format::Json | Format::Prometheus => print_json(r),
             Format::Text => print(&render::fix_text(r, self.style)),
         }
     }
@@ -256,7 +261,7 @@ impl Ctx {
             return Ok(());
         }
         match self.format {
-            Format::Json => print_json(r),
+            Format::Json | Format::Prometheus => print_json(r),
             Format::Text => print(&render::revert_text(r, self.style)),
         }
     }
@@ -266,7 +271,7 @@ impl Ctx {
             return Ok(());
         }
         match self.format {
-            Format::Json => print_json(r),
+            Format::Json | Format::Prometheus => print_json(r),
             Format::Text => print(&render::set_text(r, self.style)),
         }
     }
@@ -310,13 +315,18 @@ struct Envelope<'a, T: serde::Serialize> {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    print(&json_text(v)?)
+}
+
+/// The JSON text of a report, in its envelope, with a final newline.
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
     let mut s = serde_json::to_string_pretty(&Envelope {
         schema: SCHEMA,
         body: v,
     })
     .context("encoding JSON")?;
     s.push('\n');
-    print(&s)
+    Ok(s)
 }
 
 fn parse_units(given: &[String]) -> Result<Vec<UnitName>> {

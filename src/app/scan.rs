@@ -114,7 +114,7 @@ pub(super) fn scan(ctx: &Ctx, args: &crate::cli::ScanArgs) -> Result<i32> {
         units: rows,
     };
     match ctx.format {
-        Format::Json => print_json(&report)?,
+        Format::Json | Format::Prometheus => print_json(&report)?,
         Format::Text => {
             let mut t = crate::scan::table(&report.units);
             t.push_str(&format!(

@@ -96,7 +96,7 @@ pub(super) fn show(ctx: &Ctx, args: &crate::cli::ShowArgs) -> Result<i32> {
         dropins,
     };
     match ctx.format {
-        Format::Json => print_json(&report)?,
+        Format::Json | Format::Prometheus => print_json(&report)?,
         Format::Text => print(&render::show_text(&report, ctx.style))?,
     }
     Ok(0)

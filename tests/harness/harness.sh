@@ -19,6 +19,8 @@
 #   ROOTFS             boot this root directory (e.g. from tests/harness/rootfs.sh) instead of the
 #                      host's /usr; nspawn --volatile=overlay keeps it pristine, and USR_EXTRA and
 #                      ETC_EXTRA are overlaid on its own /usr and /etc
+#   USR_RW=1           with ROOTFS: /usr writable (changes go to a scratch upper layer and vanish
+#                      with the container), for installing packages with dpkg
 #   DOCKER=1           what a real dockerd needs inside: a pure cgroup-v2 container (the v1
 #                      controllers would be read-only), all capabilities, the keyring and bpf
 #                      system calls, and /var/lib/docker on a host directory (overlay2 cannot sit
@@ -107,8 +109,13 @@ _nspawn() {
       --overlay-ro="/usr:$WORK/usr-extra:/usr")
   else
     args+=(--directory="$ROOTFS" --volatile=overlay
-      --overlay="$ROOTFS/etc:$WORK/etc-seed:$upper:/etc"
-      --overlay-ro="$ROOTFS/usr:$WORK/usr-extra:/usr")
+      --overlay="$ROOTFS/etc:$WORK/etc-seed:$upper:/etc")
+    if [ "${USR_RW:-0}" = 1 ]; then
+      mkdir -p "$WORK/usr-upper"
+      args+=(--overlay="$ROOTFS/usr:$WORK/usr-extra:$WORK/usr-upper:/usr")
+    else
+      args+=(--overlay-ro="$ROOTFS/usr:$WORK/usr-extra:/usr")
+    fi
   fi
   if [ "${DOCKER:-0}" = 1 ]; then
     export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
@@ -165,7 +172,7 @@ up() {
   : > "$WORK/console.log"
   local t0 lp leader st i
   t0=$(now)
-  export NAME BASE EXTRA_NSPAWN_ARGS ROOTFS DOCKER PERSIST
+  export NAME BASE EXTRA_NSPAWN_ARGS ROOTFS DOCKER PERSIST USR_RW
   setsid "$SELF" _nspawn </dev/null >>"$WORK/console.log" 2>&1 &
   disown
   for i in $(seq 1 200); do [ -s "$WORK/launcher.pid" ] && break; sleep 0.01; done

@@ -56,6 +56,9 @@ pub struct Setup {
     rootfs: Option<PathBuf>,
     docker: bool,
     persist: Option<PathBuf>,
+    etc_trees: Vec<PathBuf>,
+    binds: Vec<(PathBuf, String)>,
+    usr_rw: bool,
 }
 
 impl Default for Setup {
@@ -74,6 +77,9 @@ impl Default for Setup {
             rootfs: None,
             docker: false,
             persist: None,
+            etc_trees: Vec::new(),
+            binds: Vec::new(),
+            usr_rw: false,
         }
     }
 }
@@ -208,6 +214,27 @@ impl Setup {
         self
     }
 
+    /// Everything under the host directory `dir` (files, symlinks, modes) in /etc from boot on,
+    /// e.g. what Ignition wrote into a root's /etc.
+    pub fn etc_tree(mut self, dir: impl AsRef<Path>) -> Self {
+        self.etc_trees.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// The host directory `host` read-only at `inside` (e.g. /opt, which the container's
+    /// volatile root otherwise lacks).
+    pub fn bind_ro(mut self, host: impl AsRef<Path>, inside: &str) -> Self {
+        self.binds
+            .push((host.as_ref().to_path_buf(), inside.to_string()));
+        self
+    }
+
+    /// With [`Setup::rootfs`]: a writable /usr (a scratch layer), so dpkg can install packages.
+    pub fn writable_usr(mut self) -> Self {
+        self.usr_rw = true;
+        self
+    }
+
     /// Makes the stand-in daemon fail whenever it runs in PID 1's mount namespace.
     pub fn fail_in_host_ns(self) -> Self {
         self.etc_file(FAIL_IN_HOST_NS_MARKER, "")
@@ -267,6 +294,21 @@ impl Setup {
             std::os::unix::fs::symlink(target, &link)
                 .map_err(|e| format!("linking {}: {e}", link.display()))?;
         }
+        for tree in &self.etc_trees {
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(tree.join("."))
+                .arg(&etc)
+                .output()
+                .map_err(|e| format!("cp: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "copying {} into /etc: {}",
+                    tree.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -310,6 +352,23 @@ impl Container {
         }
         if let Some(dir) = &setup.persist {
             up.env("PERSIST", dir);
+        }
+        if setup.usr_rw {
+            assert!(setup.rootfs.is_some(), "writable_usr needs a rootfs");
+            up.env("USR_RW", "1");
+        }
+        if !setup.binds.is_empty() {
+            // harness.sh word-splits EXTRA_NSPAWN_ARGS.
+            let args: Vec<String> = setup
+                .binds
+                .iter()
+                .map(|(host, inside)| format!("--bind-ro={}:{inside}", host.display()))
+                .collect();
+            assert!(
+                args.iter().all(|a| !a.contains(char::is_whitespace)),
+                "{args:?}"
+            );
+            up.env("EXTRA_NSPAWN_ARGS", args.join(" "));
         }
         let out = up.output();
         let boot_time = t0.elapsed();
@@ -639,7 +698,9 @@ fn harness(name: &str) -> Command {
         .env_remove("ETC_EXTRA")
         .env_remove("ROOTFS")
         .env_remove("DOCKER")
-        .env_remove("PERSIST");
+        .env_remove("PERSIST")
+        .env_remove("EXTRA_NSPAWN_ARGS")
+        .env_remove("USR_RW");
     cmd
 }
 
