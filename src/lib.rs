@@ -33,3 +33,4 @@ pub mod unitname;
 pub mod update;
 pub mod verify;
 pub mod version;
+pub mod why;
