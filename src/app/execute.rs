@@ -463,6 +463,14 @@ pub(super) fn verify_mount_flags(
         checks.push(c);
         let containers = crate::docker::lookup(&ctx.docker_sock, ctx.root.host_root());
         for e in netns::classify_dir(&ctx.proc_root, verify::NETNS_DIRS[0], &containers.list) {
+            // A namespace another unit holds is that unit's to fix, not this one's.
+            let others = !e.holders.is_empty()
+                && e.holders
+                    .iter()
+                    .all(|h| h.unit.as_deref().is_some_and(|u| u != unit));
+            if e.class == Class::Held && others {
+                continue;
+            }
             let (ok, evidence) = match e.class {
                 Class::Enterable => (true, "an nsfs mount in PID 1's mount namespace".to_string()),
                 Class::Stale => (
