@@ -234,7 +234,7 @@ impl Remedy {
 }
 
 /// The value that turns a namespacing setting off.
-fn off_value(key: &str) -> &'static str {
+pub fn off_value(key: &str) -> &'static str {
     match key {
         "ProtectProc" => "default",
         "ProcSubset" => "all",
