@@ -270,7 +270,8 @@ pub struct UnitState {
     pub drop_in_paths: Vec<String>,
     /// `NeedDaemonReload`: files on disk changed since systemd last loaded the unit.
     pub need_daemon_reload: bool,
-    /// `Service.MountFlags` (0, or the MS_PRIVATE/MS_SLAVE/MS_SHARED bit); `None` for non-services.
+    /// `MountFlags` of a service, socket, mount or swap (0, or the MS_PRIVATE/MS_SLAVE/MS_SHARED
+    /// bit); `None` for types without it.
     pub mount_flags: Option<u64>,
     /// `Service.MainPID`, 0 if none (always 0 for non-services).
     pub main_pid: u32,
@@ -696,13 +697,22 @@ impl ServiceManager for Systemd {
             result: String::new(),
             active_enter_us: u.active_enter_timestamp.unwrap_or(0),
         };
-        if state.id.ends_with(".service") {
+        // MountFlags lives on the interface of every type with an exec context.
+        let iface = match state.id.rsplit_once('.').map(|(_, t)| t) {
+            Some("service") => Some(SERVICE),
+            Some("socket") => Some("org.freedesktop.systemd1.Socket"),
+            Some("mount") => Some("org.freedesktop.systemd1.Mount"),
+            Some("swap") => Some("org.freedesktop.systemd1.Swap"),
+            _ => None,
+        };
+        if let Some(iface) = iface {
             let s = self
-                .wait("GetAll", CALL_TIMEOUT, props.service_props(SERVICE))
+                .wait("GetAll", CALL_TIMEOUT, props.service_props(iface))
                 .with_context(ctx)?;
-            state.mount_flags = Some(s.mount_flags.ok_or_else(|| {
-                anyhow!("{}: systemd did not report {SERVICE}.MountFlags", ctx())
-            })?);
+            state.mount_flags =
+                Some(s.mount_flags.ok_or_else(|| {
+                    anyhow!("{}: systemd did not report {iface}.MountFlags", ctx())
+                })?);
             state.main_pid = s.main_pid.unwrap_or(0);
             state.result = s.result.unwrap_or_default();
             if let Some(t) = s.exec_main_start_timestamp.filter(|t| *t > 0) {

@@ -1452,3 +1452,37 @@ fn relative_root_path_works_like_an_absolute_one() {
     f.snapshot()
         .assert_same(&before, true, "dry run on --root .");
 }
+
+#[test]
+fn a_full_copy_of_a_transient_unit_goes_to_system_control_which_outranks_it() {
+    // /run/systemd/transient outranks /etc/systemd/system: a copy there would never load, so
+    // the copy goes to /etc/systemd/system.control, the lowest persistent directory above it.
+    let f = Fixture::new();
+    f.file(
+        "/run/systemd/transient/dfx.service",
+        "[Service]\nExecStart=/bin/true\nMountFlags=slave\n",
+    );
+    let r = f.run(&[
+        "fix",
+        "dfx.service",
+        "--systemd-version",
+        "231",
+        "--format",
+        "json",
+    ]);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(
+        j["units"][0]["files"][0]["path"], "/etc/systemd/system.control/dfx.service",
+        "{j}"
+    );
+    assert!(f.exists("/etc/systemd/system.control/dfx.service"));
+    assert!(!f.exists("/etc/systemd/system/dfx.service"));
+    let show = f.run(&["show", "dfx.service", "--format", "json"]).json();
+    assert_eq!(
+        show["fragment"], "/etc/systemd/system.control/dfx.service",
+        "{show}"
+    );
+    f.run(&["revert"]).expect_code(0);
+    assert!(!f.exists("/etc/systemd/system.control/dfx.service"));
+}

@@ -496,3 +496,39 @@ fn full_copy_for_systemd_229_to_232_also_unsets_mountflags_here() {
     assert_eq!(r.json()["units"][0]["strategy"], "full-copy");
     c.host_nsenter_net_ok(NETNS_PATH).expect("netns enterable");
 }
+
+#[test]
+fn a_socket_unit_is_fixed_through_its_own_interface_and_a_target_is_refused_up_front() {
+    let socket = "[Socket]\nListenStream=/run/dropfix-test.sock\nMountFlags=slave\n";
+    let service = "[Service]\nExecStart=/bin/true\n";
+    let c = Container::boot(
+        "live-socket",
+        &setup()
+            .unit("dftest.socket", socket)
+            .unit("dftest.service", service),
+    );
+    let prop = |c: &Container| {
+        c.property(
+            "dftest.socket",
+            "org.freedesktop.systemd1.Socket",
+            "MountFlags",
+        )
+    };
+    assert_eq!(prop(&c), "524288");
+    let r = dropfix(&c, "fix dftest.socket --yes --format json");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    assert_eq!(j["units"][0]["mount_flags_before"], "slave", "{j}");
+    assert_eq!(j["units"][0]["verify"]["checks"][0]["ok"], true, "{j}");
+    assert!(!j.to_string().contains("MountFlags=?"), "{j}");
+    assert_eq!(prop(&c), "0");
+    // A type without MountFlags: one clear line, nothing written.
+    let r = dropfix(&c, "fix multi-user.target");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("a .target unit has no MountFlags="),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}

@@ -453,7 +453,8 @@ pub(super) fn verify_mount_flags(
         ),
     });
     let mut held = Vec::new();
-    if st.is_running() && process {
+    // Only a unit with a main process has a namespace to check (a socket or mount has none).
+    if st.is_running() && process && st.main_pid != 0 {
         let mut c = verify::same_mount_ns_as_pid1(&ctx.proc_root, unit, st.main_pid);
         if !c.ok && !namespacing.is_empty() {
             c.explained = true;
@@ -461,16 +462,19 @@ pub(super) fn verify_mount_flags(
                 .push_str(&format!("; kept apart by {}", namespacing.join(", ")));
         }
         checks.push(c);
-        let containers = crate::docker::lookup(&ctx.docker_sock, ctx.root.host_root());
-        for e in netns::classify_dir(&ctx.proc_root, verify::NETNS_DIRS[0], &containers.list) {
-            // A namespace another unit holds is that unit's to fix, not this one's.
-            let others = !e.holders.is_empty()
-                && e.holders
-                    .iter()
-                    .all(|h| h.unit.as_deref().is_some_and(|u| u != unit));
-            if e.class == Class::Held && others {
-                continue;
-            }
+        // docker's sandboxes, for docker's units (other services' namespaces: `dropfix doctor`).
+        let docker = unit.contains("docker");
+        let containers = if docker {
+            crate::docker::lookup(&ctx.docker_sock, ctx.root.host_root()).list
+        } else {
+            Vec::new()
+        };
+        let dirs: &[&str] = if docker {
+            &verify::NETNS_DIRS[..1]
+        } else {
+            &[]
+        };
+        for e in netns::classify_dirs(&ctx.proc_root, dirs, &containers) {
             let (ok, evidence) = match e.class {
                 Class::Enterable => (true, "an nsfs mount in PID 1's mount namespace".to_string()),
                 Class::Stale => (

@@ -348,6 +348,20 @@ fn read(ctx: &Ctx, args: &FixArgs, mut mgr: Option<&mut Manager>) -> Result<Fact
             args.replace_copy,
         ) {
             Ok(Some((p, c))) => {
+                // A unit whose override would have to be written through a symlinked
+                // directory is refused on its own, before anything is written for any unit.
+                let w = Writer::new(root);
+                let blocked = p
+                    .changes
+                    .iter()
+                    .find_map(|ch| w.open_dir(crate::root::parent(&ch.path), false).err());
+                if let Some(e) = blocked {
+                    failed.push((
+                        u.to_string(),
+                        ErrorReport::from_error(&crate::error::unit(u.as_str(), format!("{e:#}"))),
+                    ));
+                    continue;
+                }
                 plans.push(p);
                 copies.push(c);
             }
