@@ -195,12 +195,18 @@ fn sha512_hex(bytes: &[u8]) -> String {
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Units to examine (default: docker.service, and early-docker.service where it exists).
-    #[arg(value_name = "UNIT")]
+    #[arg(value_name = "UNIT", conflicts_with = "netns")]
     pub units: Vec<String>,
     /// Write the report to FILE atomically (a temp file beside it, renamed over it) instead
     /// of stdout: what node_exporter's textfile collector wants. The directory must exist.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Explain only these network-namespace files (as PID 1 sees them): whether the host can
+    /// enter each, and if not, who holds it, why (the unit setting with file:line, or the
+    /// container's propagation) and what to change. Exit 0 every path can be entered, 3 one
+    /// cannot, 1 one does not exist or is not a network-namespace file.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub netns: Vec<String>,
 }
 
 /// `dropfix scan`.

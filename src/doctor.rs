@@ -123,6 +123,9 @@ pub struct Finding {
     /// container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<crate::netns::Entry>,
+    /// For a `netns` entry the host cannot enter: why its holder's mount namespace hides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::why::Cause>,
     /// For copy findings: a unified diff (`stale-copy`: the vendor file's own change since the
     /// copy was made; `hand-made-copy`: the vendor file -> the copy).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,6 +150,7 @@ fn finding(
         fix: fix.map(str::to_string),
         command: None,
         netns: None,
+        cause: None,
         diff: None,
         restart_container: None,
     }
@@ -323,6 +327,8 @@ pub struct HostFacts {
     pub loaded_at_us: Option<u64>,
     /// Namespace files under docker's and iproute2's directories, classified.
     pub netns: Vec<crate::netns::Entry>,
+    /// Why each held entry (by path) is hidden from the host.
+    pub causes: std::collections::BTreeMap<String, crate::why::Cause>,
     /// Leaked mounts, one per namespace.
     pub leaks: Vec<Leak>,
     /// /run/netns already shows docker's namespaces.
@@ -629,9 +635,117 @@ pub fn diagnose_unit(u: &UnitFacts, host: &HostFacts) -> UnitDiagnosis {
     }
 }
 
+/// The cause in a few words, for the summary.
+fn cause_line(c: &crate::why::Cause) -> String {
+    use crate::why::CauseKind;
+    match (c.kind, c.settings.first()) {
+        (CauseKind::UnitSetting, Some(b)) => format!(
+            "{} has a mount namespace of its own from {}={} ({}:{})",
+            c.unit.as_deref().unwrap_or("its unit"),
+            b.key,
+            b.value,
+            b.path,
+            b.line
+        ),
+        (CauseKind::Container, _) => format!(
+            "it is mounted in a mount namespace with {} propagation that no unit setting made (a container or unshare)",
+            c.propagation.map_or("private", |p| p.as_str())
+        ),
+        _ => "the mount lives only in another mount namespace".into(),
+    }
+}
+
+/// Every setting behind a cause, with file:line, and the propagation seen.
+fn cause_evidence(c: &crate::why::Cause) -> Vec<String> {
+    let mut ev: Vec<String> = c
+        .settings
+        .iter()
+        .map(|b| {
+            format!(
+                "{}: {}={} at {}:{}",
+                c.unit.as_deref().unwrap_or("unit"),
+                b.key,
+                b.value,
+                b.path,
+                b.line
+            )
+        })
+        .collect();
+    if let Some(p) = c.propagation {
+        ev.push(format!(
+            "/run in the holder's mount namespace: {} propagation",
+            p.as_str()
+        ));
+    }
+    ev
+}
+
+/// `doctor --netns PATH...`: one finding per path asked about. A path that cannot be entered
+/// is a problem here, a stale leftover included: the question was whether it can be entered.
+pub fn explain(
+    asked: &[crate::netns::Asked],
+    causes: &std::collections::BTreeMap<String, crate::why::Cause>,
+) -> Diagnosis {
+    use crate::netns::{Asked, Class};
+    let host: Vec<Finding> = asked
+        .iter()
+        .map(|a| match a {
+            Asked::Entry(e) => {
+                let mut f = netns_finding(e, &[], causes);
+                if e.class == Class::Stale {
+                    f.status = Status::Problem;
+                    f.summary = format!(
+                        "{} cannot be entered: a plain file no mount namespace has a namespace mounted on (the namespace is gone)",
+                        e.path
+                    );
+                    f.fix = Some("nothing holds it: whatever made it must make the namespace again (`ip netns delete NAME` removes the leftover)".into());
+                }
+                f
+            }
+            Asked::Missing(p) => finding(
+                FindingId::Netns,
+                Status::Unchecked,
+                format!("{p} does not exist"),
+                vec![],
+                None,
+            ),
+            Asked::NotNetns(p) => finding(
+                FindingId::Netns,
+                Status::Unchecked,
+                format!(
+                    "{p} is not a network-namespace file: neither an nsfs mount nor the empty file one is mounted on"
+                ),
+                vec![],
+                None,
+            ),
+        })
+        .collect();
+    let mut commands: Vec<String> = Vec::new();
+    for c in host
+        .iter()
+        .filter(|f| f.status == Status::Problem)
+        .filter_map(|f| f.command.clone())
+    {
+        if !commands.contains(&c) {
+            commands.push(c);
+        }
+    }
+    Diagnosis {
+        command: "doctor".into(),
+        healthy: host.iter().all(|f| f.status == Status::Ok),
+        units: vec![],
+        host,
+        commands,
+    }
+}
+
 /// One network-namespace file: enterable, a stale leftover, or held in another mount
 /// namespace, with the command that makes it reachable.
-fn netns_finding(e: &crate::netns::Entry, fixable_ns: &[String]) -> Finding {
+fn netns_finding(
+    e: &crate::netns::Entry,
+    fixable_ns: &[String],
+    causes: &std::collections::BTreeMap<String, crate::why::Cause>,
+) -> Finding {
     use crate::netns::Class;
     let mut f = match e.class {
         Class::Enterable => finding(
@@ -673,15 +787,26 @@ fn netns_finding(e: &crate::netns::Entry, fixable_ns: &[String]) -> Finding {
             if let Some(c) = &e.container {
                 ev.push(format!("container {} ({})", c.name, c.id));
             }
-            let summary = format!("{} cannot be entered from the host", e.path);
+            let cause = causes.get(&e.path);
+            if let Some(c) = cause {
+                ev.extend(cause_evidence(c));
+            }
+            let summary = match cause {
+                Some(c) => format!("{} cannot be entered from the host: {}", e.path, cause_line(c)),
+                None => format!("{} cannot be entered from the host", e.path),
+            };
             let held_by_stuck_unit = e
                 .holders
                 .iter()
                 .any(|h| fixable_ns.contains(&h.mount_ns));
-            let f = finding(FindingId::Netns, Status::Problem, summary, ev, None);
+            let mut f = finding(FindingId::Netns, Status::Problem, summary, ev, None);
+            f.cause = cause.cloned();
+            let pid = e.holders.first().map_or(0, |h| h.pid);
             if held_by_stuck_unit {
                 // The service itself still runs in its own namespace: fixing it is what helps.
-                with_command(f, "dropfix fix")
+                let unit = e.holders.iter().find(|h| fixable_ns.contains(&h.mount_ns));
+                let unit = unit.and_then(|h| h.unit.as_deref()).unwrap_or("docker.service");
+                with_command(f, crate::why::fix_command(unit))
             } else if let Some(c) = &e.container {
                 // The service is fixed; the container's processes kept the old namespace
                 // (live-restore): restarting the container makes a new, reachable one.
@@ -689,11 +814,9 @@ fn netns_finding(e: &crate::netns::Entry, fixable_ns: &[String]) -> Finding {
                 f.restart_container = Some(c.name.clone());
                 f
             } else {
-                let mut f = f;
-                f.fix = Some(format!(
-                    "the mount lives only in the namespace of pid {}: restart what holds it, or see `dropfix scan` for the setting that gives it that namespace",
-                    e.holders.first().map_or(0, |h| h.pid)
-                ));
+                let r = cause.map_or(crate::why::Remedy::Unknown, crate::why::remedy);
+                f.fix = Some(r.advice(pid));
+                f.command = r.command();
                 f
             }
         }
@@ -708,7 +831,7 @@ fn netns_finding(e: &crate::netns::Entry, fixable_ns: &[String]) -> Finding {
 pub fn diagnose_host(host: &HostFacts, fixable_ns: &[String]) -> Vec<Finding> {
     let mut f = Vec::new();
     for e in &host.netns {
-        f.push(netns_finding(e, fixable_ns));
+        f.push(netns_finding(e, fixable_ns, &host.causes));
     }
     let mut by_unit: Vec<(String, usize, usize, Vec<String>)> = Vec::new();
     for l in &host.leaks {

@@ -95,6 +95,61 @@ pub struct Mount {
     pub point: String,
     /// Receives mount and unmount events from a master (`master:N`): it follows the host.
     pub slave: bool,
+    /// Where its mount events go, from the optional fields.
+    pub propagation: Propagation,
+}
+
+/// A mount's propagation, from mountinfo's optional fields (`shared:N`, `master:N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    /// `shared:N` alone: mounts below it reach every peer, the host included when it is one.
+    Shared,
+    /// `master:N` (with or without `shared:M`): it receives the master's mounts, and its own
+    /// never go back.
+    Slave,
+    /// No optional field: nothing goes in or out.
+    Private,
+}
+
+impl Propagation {
+    /// The word as in mount(8) (`--make-slave`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Propagation::Shared => "shared",
+            Propagation::Slave => "slave",
+            Propagation::Private => "private",
+        }
+    }
+
+    /// Mounts made under it stay out of the host's view.
+    pub fn hides(self) -> bool {
+        self != Propagation::Shared
+    }
+}
+
+/// Propagation from mountinfo's optional fields.
+pub fn propagation_of<'a>(optional: impl IntoIterator<Item = &'a str>) -> Propagation {
+    let (mut shared, mut master) = (false, false);
+    for f in optional {
+        shared |= f.starts_with("shared:");
+        master |= f.starts_with("master:");
+    }
+    match (shared, master) {
+        (_, true) => Propagation::Slave,
+        (true, false) => Propagation::Shared,
+        (false, false) => Propagation::Private,
+    }
+}
+
+/// The mount in `mounts` (in mountinfo order) that holds `path`: the last one whose point is
+/// `path` or one of its ancestors, so a mount stacked over another wins.
+pub fn mount_holding<'a>(mounts: &'a [Mount], path: &str) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| m.point == "/" || under(path, &m.point))
+        .max_by_key(|m| m.point.len())
+        .and_then(|best| mounts.iter().rev().find(|m| m.point == best.point))
 }
 
 /// Parse a mountinfo line: `ID PARENT MAJ:MIN ROOT POINT OPTS [OPTIONAL...] - FSTYPE SRC SOPTS`.
@@ -102,12 +157,12 @@ pub fn parse_mountinfo_line(line: &str) -> Option<Mount> {
     let mut f = line.split(' ');
     let point = f.nth(4)?;
     let _opts = f.next()?;
-    let slave = f
-        .take_while(|x| *x != "-")
-        .any(|x| x.starts_with("master:"));
+    let optional: Vec<&str> = f.take_while(|x| *x != "-").collect();
+    let propagation = propagation_of(optional.iter().copied());
     Some(Mount {
         point: unescape(point),
-        slave,
+        slave: propagation == Propagation::Slave,
+        propagation,
     })
 }
 
@@ -210,6 +265,46 @@ mod tests {
         assert!(m.slave);
         let m = parse_mountinfo_line("36 35 98:0 / /x rw shared:4 - tmpfs t rw").unwrap();
         assert!(!m.slave);
+    }
+
+    #[test]
+    fn propagation_reads_shared_master_and_none() {
+        let p = |l: &str| parse_mountinfo_line(l).unwrap().propagation;
+        assert_eq!(
+            p("1 0 0:1 / /run rw shared:4 - tmpfs t rw"),
+            Propagation::Shared
+        );
+        // systemd's namespaces: a new peer group that is a slave of the host's.
+        assert_eq!(
+            p("1 0 0:1 / /run rw shared:9 master:4 - tmpfs t rw"),
+            Propagation::Slave
+        );
+        assert_eq!(
+            p("1 0 0:1 / /run rw master:4 - tmpfs t rw"),
+            Propagation::Slave
+        );
+        assert_eq!(p("1 0 0:1 / /run rw - tmpfs t rw"), Propagation::Private);
+        assert!(Propagation::Private.hides() && !Propagation::Shared.hides());
+    }
+
+    #[test]
+    fn mount_holding_picks_the_deepest_and_topmost_mount() {
+        let ms: Vec<Mount> = [
+            "1 0 0:1 / / rw shared:1 - ext4 r rw",
+            "2 1 0:2 / /run rw shared:2 - tmpfs t rw",
+            "3 2 0:3 / /run rw - tmpfs t rw",
+            "4 3 0:4 / /run/netns rw shared:7 - tmpfs t rw",
+        ]
+        .iter()
+        .filter_map(|l| parse_mountinfo_line(l))
+        .collect();
+        let m = mount_holding(&ms, "/run").unwrap();
+        assert_eq!(m.propagation, Propagation::Private);
+        assert_eq!(
+            mount_holding(&ms, "/run/netns/x").unwrap().point,
+            "/run/netns"
+        );
+        assert_eq!(mount_holding(&ms, "/var").unwrap().point, "/");
     }
 
     #[test]

@@ -36,3 +36,4 @@ pub mod unitname;
 pub mod update;
 pub mod verify;
 pub mod version;
+pub mod why;

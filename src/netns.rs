@@ -161,6 +161,72 @@ fn classify_with(
     out
 }
 
+/// A path someone asked about (`doctor --netns`), as PID 1 sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// A network-namespace file: enterable, stale or held.
+    Entry(Entry),
+    /// Nothing at that path.
+    Missing(String),
+    /// Something that is not a network-namespace file: not an nsfs mount, and not the empty
+    /// file one is mounted on (a directory, a file with content, a socket...).
+    NotNetns(String),
+}
+
+/// Each of `paths` (absolute, as PID 1 sees them), in the order given.
+pub fn classify_paths(proc_root: &Path, paths: &[&str], containers: &[Container]) -> Vec<Asked> {
+    classify_paths_with(proc_root, paths, containers, &nsfs_probe)
+}
+
+fn classify_paths_with(
+    proc_root: &Path,
+    paths: &[&str],
+    containers: &[Container],
+    probe: Probe<'_>,
+) -> Vec<Asked> {
+    let root = proc_root.join("1/root");
+    let mut scan: Option<Scan> = None;
+    let mut out = Vec::new();
+    for shown in paths {
+        let shown = shown.to_string();
+        let real = resolve(&root, &shown);
+        let at = root.join(real.trim_start_matches('/'));
+        let Ok(meta) = fs::symlink_metadata(&at) else {
+            out.push(Asked::Missing(shown));
+            continue;
+        };
+        let name = real.rsplit('/').next().unwrap_or_default().to_string();
+        let entry = |class, holders, holder_count| Entry {
+            path: shown.clone(),
+            class,
+            holders,
+            holder_count,
+            container: container_of(&name, containers),
+        };
+        if probe(&at).unwrap_or(false) {
+            out.push(Asked::Entry(entry(Class::Enterable, Vec::new(), 0)));
+            continue;
+        }
+        // A namespace is only ever mounted on a file; a directory that is a mount point
+        // elsewhere (`ip netns` makes /run/netns one) is not a namespace.
+        if !meta.is_file() {
+            out.push(Asked::NotNetns(shown));
+            continue;
+        }
+        let scan = scan.get_or_insert_with(|| Scan::new(proc_root));
+        let held = scan.holding(&[shown.as_str(), real.as_str()]);
+        if !held.is_empty() {
+            let count = held.iter().map(|ns| scan.members[*ns].len()).sum();
+            out.push(Asked::Entry(entry(Class::Held, scan.holders(&held), count)));
+        } else if meta.len() == 0 {
+            out.push(Asked::Entry(entry(Class::Stale, Vec::new(), 0)));
+        } else {
+            out.push(Asked::NotNetns(shown));
+        }
+    }
+    out
+}
+
 /// `docker restart NAME...` for the held entries that belong to a container (names sorted,
 /// each once); `None` when there are none.
 pub fn restart_advice(entries: &[Entry]) -> Option<String> {
@@ -423,6 +489,47 @@ mod tests {
                 mounts,
             );
         }
+    }
+
+    #[test]
+    fn asked_paths_are_enterable_stale_held_missing_or_not_a_namespace() {
+        let f = FakeProc::new();
+        f.files("/run/netns", &["ns-a", "old", "held"]);
+        fs::write(f.root().join("run/netns/notes"), "text").unwrap();
+        f.process(
+            40,
+            "sleep",
+            OTHER_NS,
+            "0::/system.slice/q.service\n",
+            &nsfs_line("/run/netns/held"),
+        );
+        let got = classify_paths_with(
+            f.proc(),
+            &[
+                "/run/netns/ns-a",
+                "/run/netns/old",
+                "/run/netns/held",
+                "/run/netns/nope",
+                "/run/netns/notes",
+                "/run",
+            ],
+            &[],
+            &by_name,
+        );
+        let class = |i: usize| match &got[i] {
+            Asked::Entry(e) => Some(e.class),
+            _ => None,
+        };
+        assert_eq!(class(0), Some(Class::Enterable));
+        assert_eq!(class(1), Some(Class::Stale));
+        assert_eq!(class(2), Some(Class::Held));
+        assert_eq!(got[3], Asked::Missing("/run/netns/nope".into()));
+        assert_eq!(got[4], Asked::NotNetns("/run/netns/notes".into()));
+        assert_eq!(got[5], Asked::NotNetns("/run".into()));
+        let Asked::Entry(e) = &got[2] else {
+            unreachable!()
+        };
+        assert_eq!(e.holders[0].unit.as_deref(), Some("q.service"));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Row {
     pub active: Option<String>,
     /// Known to make mounts others need (docker, containerd, kubelet, ...).
     pub makes_mounts: bool,
+    /// What shares its mounts with the host again: `dropfix fix UNIT` when MountFlags alone
+    /// hides them, else `dropfix set UNIT Service.Key=off... --restart` for the other settings.
+    pub command: String,
 }
 
 /// Does this unit name belong to software known to make mounts others need?
@@ -103,7 +106,21 @@ fn row(
     if !flags_hide(flags, version) && settings.is_empty() {
         return None;
     }
+    let keys: Vec<&str> = settings
+        .iter()
+        .filter_map(|s| s.split_once('=').map(|(k, _)| k))
+        .collect();
+    let command = if keys.is_empty() {
+        crate::why::fix_command(unit)
+    } else {
+        let sets: Vec<String> = keys
+            .iter()
+            .map(|k| format!("Service.{k}={}", crate::why::off_value(k)))
+            .collect();
+        format!("dropfix set {unit} {} --restart", sets.join(" "))
+    };
     Some(Row {
+        command,
         unit: unit.to_string(),
         mount_flags: flags.as_str().to_string(),
         settings,
@@ -148,6 +165,32 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_row_carries_the_command_that_shares_its_mounts_again() {
+        let mut eff = Effective {
+            mount_flags: MountFlags::Slave,
+            steps: vec![],
+            namespacing: vec![],
+        };
+        let r = from_effective("cni.service", &eff, Some(252)).unwrap();
+        assert_eq!(r.command, "dropfix fix cni.service");
+        eff.mount_flags = MountFlags::Unset;
+        eff.namespacing.push(effective::Namespacing {
+            key: "PrivateMounts".into(),
+            value: "yes".into(),
+            origin: effective::Origin {
+                path: "/x".into(),
+                line: 1,
+                value: "yes".into(),
+            },
+        });
+        let r = from_effective("q.service", &eff, Some(252)).unwrap();
+        assert_eq!(
+            r.command,
+            "dropfix set q.service Service.PrivateMounts=no --restart"
+        );
+    }
 
     #[test]
     fn slave_and_sandboxing_are_rows_plain_units_are_not() {

@@ -157,6 +157,7 @@ fn host_proc_facts(
         }
     };
     host.netns = crate::netns::classify_dirs(proc.path(), verify::NETNS_DIRS, &containers.list);
+    host.causes = netns_causes(&ctx.root, &proc, host.version.as_ref(), &host.netns);
     const DOCKER_DIRS: &[&str] = &["/var/lib/docker", "/run/docker", "/var/run/docker"];
     for (ns, members) in &by_ns {
         if *ns == pid1_ns {
@@ -203,6 +204,100 @@ fn host_proc_facts(
     }
 }
 
+/// The settings of a holder's unit, merged from its files by dropfix's reader (None: no such
+/// unit file, e.g. a transient scope, or it could not be read).
+fn unit_settings(
+    root: &Root,
+    dirs: &[SearchDir],
+    unit: &str,
+    version: Option<&Version>,
+) -> Option<crate::effective::Effective> {
+    let name = UnitName::parse(unit).ok()?;
+    let major = version.map(|v| v.major);
+    let d = discover::discover(root, dirs, &name, major).ok()?.ok()?;
+    let section = crate::effective::exec_section(d.unit.unit_type())?;
+    let sources = discover::parse_discovered(&d, major).ok()?;
+    let rule = version.map_or(crate::effective::EmptyAssignment::Resets, |v| {
+        crate::effective::EmptyAssignment::for_version(v.major)
+    });
+    Some(crate::effective::merge(&sources, section, rule))
+}
+
+/// Why each held entry is hidden: its first holder's unit settings and the propagation of /run
+/// in its mount namespace.
+fn netns_causes(
+    root: &Root,
+    proc: &crate::inspect::Proc,
+    version: Option<&Version>,
+    entries: &[crate::netns::Entry],
+) -> std::collections::BTreeMap<String, crate::why::Cause> {
+    let dirs = discover::search_path(root).unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.class == crate::netns::Class::Held)
+    {
+        let Some(h) = e.holders.first() else {
+            continue;
+        };
+        let facts = crate::why::HolderFacts {
+            unit: h.unit.clone(),
+            settings: h
+                .unit
+                .as_deref()
+                .and_then(|u| unit_settings(root, &dirs, u, version)),
+            propagation: proc
+                .mounts(h.pid)
+                .and_then(|m| crate::inspect::mount_holding(&m, "/run").map(|m| m.propagation)),
+        };
+        out.insert(e.path.clone(), crate::why::cause(&facts));
+    }
+    out
+}
+
+/// `doctor --netns PATH...`: the paths asked about, and nothing else.
+fn explain_netns(ctx: &Ctx, paths: &[String]) -> Result<i32> {
+    if ctx.offline {
+        bail!("doctor --netns needs a live host (network namespaces are not in the files)");
+    }
+    let proc = crate::inspect::Proc::new();
+    if verify::mount_ns(proc.path(), 1).is_none() {
+        bail!("PID 1's mount namespace is unreadable: run doctor --netns as root");
+    }
+    let version = version_for(&ctx.root, None, None)?;
+    let containers = crate::docker::containers_from_disk(ctx.root.host_root());
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let asked = crate::netns::classify_paths(proc.path(), &refs, &containers);
+    let entries: Vec<crate::netns::Entry> = asked
+        .iter()
+        .filter_map(|a| match a {
+            crate::netns::Asked::Entry(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let causes = netns_causes(&ctx.root, &proc, version.as_ref(), &entries);
+    let d = crate::doctor::explain(&asked, &causes);
+    match ctx.format {
+        Format::Json => print_json(&d)?,
+        Format::Text => print(&render::doctor_text(&d, ctx.style))?,
+        Format::Prometheus => print(&crate::metrics::doctor(
+            &d,
+            &metrics_context(now_unix(), version.as_ref().map(|v| v.major), true),
+        ))?,
+    }
+    let unanswered: Vec<&str> = d
+        .host
+        .iter()
+        .filter(|f| f.status == crate::doctor::Status::Unchecked)
+        .map(|f| f.summary.as_str())
+        .collect();
+    if !unanswered.is_empty() {
+        eprintln!("dropfix: error: could not check: {}", unanswered.join("; "));
+        return Ok(1);
+    }
+    Ok(if d.healthy { 0 } else { EXIT_PENDING })
+}
+
 /// When doctor runs, in seconds since the epoch (for the metrics file).
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -211,6 +306,9 @@ fn now_unix() -> u64 {
 }
 
 pub(super) fn doctor(ctx: &Ctx, args: &crate::cli::DoctorArgs) -> Result<i32> {
+    if !args.netns.is_empty() {
+        return explain_netns(ctx, &args.netns);
+    }
     let now = now_unix();
     let (d, host) = match gather(ctx, args) {
         Ok(x) => x,
