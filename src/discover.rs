@@ -17,6 +17,9 @@ struct NameMap {
     ids: HashMap<String, Id>,
 }
 
+/// The inverse of the name map: a unit file's name -> every name that stands for it.
+type Inverse = HashMap<String, Vec<String>>;
+
 /// One entry of the name map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Id {
@@ -36,6 +39,8 @@ pub struct Index<'a> {
     listings: RefCell<HashMap<String, Rc<Vec<String>>>>,
     entries: RefCell<HashMap<String, Entry>>,
     names: RefCell<Option<Rc<NameMap>>>,
+    /// The inverse of the name map, without and with instance aliases.
+    inverses: RefCell<[Option<Rc<Inverse>>; 2]>,
     resolved: RefCell<Option<Rc<Vec<String>>>>,
 }
 
@@ -48,6 +53,7 @@ impl<'a> Index<'a> {
             listings: RefCell::new(HashMap::new()),
             entries: RefCell::new(HashMap::new()),
             names: RefCell::new(None),
+            inverses: RefCell::new([None, None]),
             resolved: RefCell::new(None),
         }
     }
@@ -233,9 +239,19 @@ impl<'a> Index<'a> {
     /// The names that stand for the unit file named `dst` (the inverse of the name map), as
     /// systemd builds it: every name whose aliases end at a file called `dst`; a name that is
     /// an instance linked to a template counts for that instance of the template (v248+).
+    /// The inverse is built once per index (a scan of thousands of units asks it per unit).
     fn names_for(&self, dst: &str, instance_aliases: bool) -> Result<Vec<String>> {
+        let inv = self.inverse(instance_aliases)?;
+        Ok(inv.get(dst).cloned().unwrap_or_default())
+    }
+
+    fn inverse(&self, instance_aliases: bool) -> Result<Rc<Inverse>> {
+        let slot = if instance_aliases { 1 } else { 0 };
+        if let Some(m) = self.inverses.borrow()[slot].as_ref() {
+            return Ok(m.clone());
+        }
         let m = self.name_map()?;
-        let mut out = Vec::new();
+        let mut inv: Inverse = HashMap::new();
         let mut srcs: Vec<&String> = m.ids.keys().collect();
         srcs.sort();
         for src in srcs {
@@ -254,11 +270,11 @@ impl<'a> Index<'a> {
                     d = with_instance(&d, inst);
                 }
             }
-            if d == dst {
-                out.push(src.clone());
-            }
+            inv.entry(d).or_default().push(src.clone());
         }
-        Ok(out)
+        let inv = Rc::new(inv);
+        self.inverses.borrow_mut()[slot] = Some(inv.clone());
+        Ok(inv)
     }
 }
 
@@ -999,10 +1015,15 @@ pub fn parse_discovered(d: &Discovered, major: Option<u32>) -> Result<Vec<Source
     if d.unit.unit_type() == "service" {
         // service_verify(): a service with neither ExecStart=, ExecStop= nor SuccessAction=
         // is refused (LoadState=bad-setting).
-        let all = crate::settings::merge_all(&sources);
+        // A list setting is set when a value follows its last empty assignment.
         let has = |sec: &str, key: &str| {
-            all.iter()
-                .any(|s| s.section == sec && s.key == key && !s.value.is_empty())
+            let mut set = false;
+            for a in sources.iter().flat_map(|s| s.file.assignments.iter()) {
+                if a.section == sec && a.key == key {
+                    set = !a.value.is_empty();
+                }
+            }
+            set
         };
         if !(has("Service", "ExecStart")
             || has("Service", "ExecStop")
