@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 const HEADER: &str = include_str!("../templates/header.txt");
+const HEADER_OTHER: &str = include_str!("../templates/header-other.txt");
 const DROPIN: &str = include_str!("../templates/dropin.conf");
 const REASON: &str = include_str!("../templates/reason.txt");
 const SETTINGS_HEADER: &str = include_str!("../templates/settings-header.txt");
@@ -175,7 +176,13 @@ pub fn settings_header(unit: &str) -> String {
 
 /// Render the header for a generated file.
 pub fn header(unit: &str, what: &str) -> String {
-    HEADER.replace("{unit}", unit).replace("{what}", what)
+    // docker's own units speak of docker's netns directory; any other service more generally.
+    let text = if unit.contains("docker") {
+        HEADER
+    } else {
+        HEADER_OTHER
+    };
+    text.replace("{unit}", unit).replace("{what}", what)
 }
 
 /// Is this content something dropfix generated?

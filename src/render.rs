@@ -242,8 +242,13 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
                 .as_deref()
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default();
+            let what = if u.unit.contains("docker") {
+                "mounts it makes under /var/run/docker/netns never reach the host"
+            } else {
+                "the mounts it makes (network namespaces under /run/netns among them) never reach the host"
+            };
             out.push_str(&format!(
-                "{}: MountFlags={}{src} gives the service a mount namespace of its own:\n  mounts it makes under /var/run/docker/netns never reach the host, so `nsenter --net=` and `ip netns exec` fail with \"Invalid argument\".\n",
+                "{}: MountFlags={}{src} gives the service a mount namespace of its own:\n  {what}, so `nsenter --net=` and `ip netns exec` fail with \"Invalid argument\".\n",
                 style.bold(&u.unit),
                 u.mount_flags_before
             ));

@@ -117,7 +117,13 @@ fn row(
             .iter()
             .map(|k| format!("Service.{k}={}", crate::why::off_value(k)))
             .collect();
-        format!("dropfix set {unit} {} --restart", sets.join(" "))
+        let set = format!("dropfix set {unit} {} --restart", sets.join(" "));
+        // MountFlags too: both settings keep the namespace, so both commands are needed.
+        if flags_hide(flags, version) {
+            format!("{} && {set}", crate::why::fix_command(unit))
+        } else {
+            set
+        }
     };
     Some(Row {
         command,
@@ -189,6 +195,13 @@ mod tests {
         assert_eq!(
             r.command,
             "dropfix set q.service Service.PrivateMounts=no --restart"
+        );
+        // Both MountFlags and another setting: both commands.
+        eff.mount_flags = MountFlags::Private;
+        let r = from_effective("q.service", &eff, Some(252)).unwrap();
+        assert_eq!(
+            r.command,
+            "dropfix fix q.service && dropfix set q.service Service.PrivateMounts=no --restart"
         );
     }
 
