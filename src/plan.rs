@@ -177,7 +177,7 @@ pub fn settings_header(unit: &str) -> String {
 /// Render the header for a generated file.
 pub fn header(unit: &str, what: &str) -> String {
     // docker's own units speak of docker's netns directory; any other service more generally.
-    let text = if unit.contains("docker") {
+    let text = if crate::unitname::is_docker(unit) {
         HEADER
     } else {
         HEADER_OTHER

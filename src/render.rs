@@ -242,7 +242,7 @@ pub fn fix_text(r: &FixReport, style: Style) -> String {
                 .as_deref()
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default();
-            let what = if u.unit.contains("docker") {
+            let what = if crate::unitname::is_docker(&u.unit) {
                 "mounts it makes under /var/run/docker/netns never reach the host"
             } else {
                 "the mounts it makes (network namespaces under /run/netns among them) never reach the host"

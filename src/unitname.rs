@@ -70,6 +70,12 @@ impl UnitName {
     }
 }
 
+/// One of docker's own units (docker.service, early-docker.service, docker.socket, ...): the
+/// ones whose sandboxes live under /run/docker/netns and whose restart stops containers.
+pub fn is_docker(unit: &str) -> bool {
+    unit.contains("docker")
+}
+
 /// Validate `name` (template names allowed when `allow_template`).
 pub fn check(name: &str, allow_template: bool) -> Result<(), String> {
     if name.is_empty() {

@@ -39,7 +39,7 @@ impl Impact {
 
 /// Ask the Docker Engine API what a restart of docker would stop.
 pub(super) fn impact(ctx: &Ctx, units: &[String]) -> Option<Impact> {
-    if ctx.offline || !units.iter().any(|u| u.contains("docker")) {
+    if ctx.offline || !units.iter().any(|u| crate::unitname::is_docker(u)) {
         return None;
     }
     Some(match crate::docker::info(&ctx.docker_sock) {
@@ -463,7 +463,7 @@ pub(super) fn verify_mount_flags(
         }
         checks.push(c);
         // docker's sandboxes, for docker's units (other services' namespaces: `dropfix doctor`).
-        let docker = unit.contains("docker");
+        let docker = crate::unitname::is_docker(unit);
         let containers = if docker {
             crate::docker::lookup(&ctx.docker_sock, ctx.root.host_root()).list
         } else {
