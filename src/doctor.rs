@@ -952,6 +952,7 @@ pub fn diagnose(units: &[UnitFacts], host: &HostFacts) -> Diagnosis {
         }
     }
     if !containers.is_empty() {
+        containers.sort();
         commands.push(format!("docker restart {}", containers.join(" ")));
     }
     Diagnosis {
@@ -1171,7 +1172,7 @@ mod tests {
             ip_netns_linked: true,
             ..HostFacts::default()
         };
-        let d = diagnose(&[u], &host);
+        let d = diagnose(std::slice::from_ref(&u), &host);
         assert!(!d.healthy);
         let nets: Vec<&Finding> = d.host.iter().filter(|f| f.id == "netns").collect();
         assert_eq!(nets[0].command.as_deref(), Some("docker restart c1"));
@@ -1183,6 +1184,11 @@ mod tests {
         );
         assert_eq!(d.commands, ["docker restart c1 c2"]);
         assert!(!d.commands.iter().any(|c| c.starts_with("dropfix")));
+        // Sandbox ids are random: the names come out sorted whatever order the entries have.
+        let mut host = host;
+        host.netns.swap(0, 1);
+        let d = diagnose(&[u], &host);
+        assert_eq!(d.commands, ["docker restart c1 c2"]);
     }
 
     #[test]
